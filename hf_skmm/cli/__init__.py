@@ -1,0 +1,1 @@
+"""The ``hf-skmm`` command line. Heavy imports happen inside each command function."""

@@ -1,9 +1,10 @@
 """Entry point of the ``hf-skmm`` command.
 
-Each sub-command lives in its own module under ``hf_skmm.cli`` and registers itself in
-``COMMANDS`` below as ``name -> (module, help)``. A command module exposes
-``add_arguments(parser)`` and ``run(args) -> int``; it imports transformers / datasets inside
-``run`` so that ``hf-skmm --help`` stays fast.
+Each sub-command is a module under ``hf_skmm.cli`` registered in ``COMMANDS`` as
+``name -> (module, one-line help)``. A command module exposes ``main(argv: list[str]) -> int`` and
+builds its own parser (usually with :func:`hf_skmm.cli.parsing.parse_dataclasses`, so config
+dataclasses come from ``HfArgumentParser`` and ``--config file.yaml``). Modules are imported only
+when their command runs, which keeps ``hf-skmm --help`` fast.
 """
 
 from __future__ import annotations
@@ -24,23 +25,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hf-skmm",
         description="Sketchy Moment Matching (SkMM): select a small, representative finetuning subset "
         "of a Hugging Face dataset from sketched per-example gradients.",
+        epilog="Run 'hf-skmm COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"hf-skmm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(cmd)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=list(COMMANDS),
+        metavar="COMMAND",
+        help="one of: " + "; ".join(f"{name}: {help_text}" for name, (_, help_text) in COMMANDS.items()),
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # everything after the command name belongs to the command's own parser
+    head = argv[:1] if argv and not argv[0].startswith("-") else argv
+    args = build_parser().parse_args(head)
     if args.command is None:
-        parser.print_help()
+        build_parser().print_help()
         return 0
     module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    return int(module.main(argv[1:]) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

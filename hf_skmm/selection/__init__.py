@@ -10,7 +10,16 @@ Every built-in selector lives in its own module and registers itself on import (
 from __future__ import annotations
 
 # built-in selectors: importing a module runs its register_selector(...) line
-from hf_skmm.selection import skmm, uniform  # noqa: F401  (isort: keep this order stable)
+from hf_skmm.selection import (  # noqa: F401
+    adaptive,
+    herding,
+    kcenter,
+    leverage,
+    ridge_leverage,
+    skmm,
+    uncertainty,
+    uniform,
+)
 from hf_skmm.selection.api import allocate_quotas, select
 from hf_skmm.selection.diagnostics import Spectrum, achieved_c_s, compute_spectrum, spectrum_coverage
 from hf_skmm.selection.registry import list_selectors, register_selector

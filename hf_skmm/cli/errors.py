@@ -1,0 +1,41 @@
+"""Turn bad-input exceptions into one clear line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+# what a user can fix: bad values, missing paths, an output that exists already
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError)
+EXIT_USER_ERROR = 2
+
+
+def handle_user_errors(
+    prog: str,
+) -> Callable[[Callable[[Sequence[str]], int]], Callable[[Sequence[str]], int]]:
+    """Decorate a command's ``main(argv)``: a user error prints ``prog: error: ...`` and returns 2.
+
+    ``HF_SKMM_DEBUG=1`` re-raises instead, with the traceback.
+    """
+
+    def wrap(main: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
+        @functools.wraps(main)
+        def run(argv: Sequence[str]) -> int:
+            import os
+
+            if not logging.getLogger().handlers:
+                logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+            try:
+                return main(argv)
+            except USER_ERRORS as err:
+                if os.environ.get("HF_SKMM_DEBUG"):
+                    raise
+                message = err.args[0] if isinstance(err, KeyError) and err.args else err
+                print(f"{prog}: error: {message}", file=sys.stderr)
+                return EXIT_USER_ERROR
+
+        return run
+
+    return wrap

@@ -123,23 +123,30 @@ class SparseSignSketch(Sketch):
         name = type(self).__name__
         if hasattr(x, "tocoo") and not isinstance(x, (torch.Tensor, np.ndarray)):  # scipy.sparse
             coo = x.tocoo()
-            x = torch.sparse_coo_tensor(
-                np.vstack([coo.row, coo.col]).astype(np.int64), coo.data, size=coo.shape
+            shape, rows, cols = (
+                tuple(coo.shape),
+                torch.from_numpy(coo.row.astype(np.int64)),
+                torch.from_numpy(coo.col.astype(np.int64)),
             )
-        if isinstance(x, torch.Tensor) and x.layout != torch.strided:
-            if x.dim() != 2 or x.shape[-1] != self.in_dim:
-                raise ValueError(
-                    f"{name}.apply: x must have shape [batch, {self.in_dim}] (the sketch's in_dim), got "
-                    f"{tuple(x.shape)}; build the sketch with the right in_dim."
-                )
-            if not x.dtype.is_floating_point:
-                raise TypeError(f"{name}.apply: x must be floating point, got {x.dtype}; use x.float().")
+            vals, device = torch.from_numpy(np.asarray(coo.data)), torch.device("cpu")
+        elif isinstance(x, torch.Tensor) and x.layout != torch.strided:
+            shape, device = tuple(x.shape), x.device
             coo = x.to_sparse_coo().coalesce() if x.layout != torch.sparse_coo else x.coalesce()
-            rows, cols = coo.indices()
-            out = torch.zeros(x.shape[0], self.out_dim, dtype=torch.float32, device=x.device)
-            self._scatter_nonzeros(out, rows, cols, coo.values().float())
-            return check_finite_output(out.mul_(1.0 / math.sqrt(self.nnz)), name)
-        return super().apply(x)
+            (rows, cols), vals = coo.indices(), coo.values()
+        else:
+            return super().apply(x)
+        if len(shape) != 2 or shape[-1] != self.in_dim:
+            raise ValueError(
+                f"{name}.apply: x must have shape [batch, {self.in_dim}] (the sketch's in_dim), got "
+                f"{shape}; build the sketch with the right in_dim."
+            )
+        if not vals.dtype.is_floating_point:
+            raise TypeError(
+                f"{name}.apply: x must be floating point, got {vals.dtype}; convert it to float32."
+            )
+        out = torch.zeros(shape[0], self.out_dim, dtype=torch.float32, device=device)
+        self._scatter_nonzeros(out, rows, cols, vals.float())
+        return check_finite_output(out.mul_(1.0 / math.sqrt(self.nnz)), name)
 
     def _scatter_nonzeros(
         self, out: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from hf_skmm.gradients.config import GradientConfig
-from hf_skmm.gradients.generic import generic_per_example_grads
+from hf_skmm.gradients.generic import choose_mask_layout, generic_per_example_grads
 from hf_skmm.gradients.losses import (
     batch_labels,
     detect_task,
@@ -170,6 +170,7 @@ def _run(
     use_vmap: bool,
     chunk_size: int,
     num_outputs: int | None,
+    mask_layout: str | None = "auto",
 ) -> torch.Tensor:
     batch, b, labels, objective = _setup(model, batch, task, target, seed, row_indices, num_outputs)
     inputs = model_inputs(batch)
@@ -189,9 +190,12 @@ def _run(
             out = term if out is None else out + term
         return out
     with prepared_model(model):
+        if mask_layout == "auto":
+            mask_layout = choose_mask_layout(model, inputs, b) if use_vmap else None
         grads = generic_per_example_grads(
-            model, layout, inputs, labels, objective, b, use_vmap=use_vmap, chunk_size=chunk_size
-        )
+            model, layout, inputs, labels, objective, b, use_vmap=use_vmap, chunk_size=chunk_size,
+            mask_layout=mask_layout,
+        )  # fmt: skip
     if sketch is None:
         return grads
     return sketch.apply_parts(
@@ -212,17 +216,19 @@ def per_example_grads(
     use_vmap: bool = True,
     chunk_size: int = 0,
     num_outputs: int | None = None,
+    mask_layout: str | None = "auto",
 ) -> torch.Tensor:
     """Unsketched per-example gradients ``G_batch ∈ R^{b×r}`` (float32, on the model's device).
 
     Row i is ``∇_θ f_i`` for the parameters of ``layout`` flattened in layout order, with f_i the
     per-example objective of :mod:`hf_skmm.gradients.losses` (``task``, ``target``; random draws from
     ``seed`` keyed on ``row_indices``). ``engine`` is "structured" (hooks; linear layers only) or
-    "generic" (``torch.func``). The model's mode, parameters and flags are unchanged afterwards.
+    "generic" (``torch.func``; ``mask_layout``: see :func:`~hf_skmm.gradients.generic.choose_mask_layout`,
+    "auto" checks it on this batch). The model's mode, parameters and flags are unchanged afterwards.
     """
     return _run(
         model, layout, batch, task=task, target=target, seed=seed, engine=engine, row_indices=row_indices,
-        sketch=None, use_vmap=use_vmap, chunk_size=chunk_size, num_outputs=num_outputs,
+        sketch=None, use_vmap=use_vmap, chunk_size=chunk_size, num_outputs=num_outputs, mask_layout=mask_layout,
     )  # fmt: skip
 
 
@@ -240,6 +246,7 @@ def sketch_batch(
     use_vmap: bool = True,
     chunk_size: int = 0,
     num_outputs: int | None = None,
+    mask_layout: str | None = "auto",
 ) -> torch.Tensor:
     """Sketched per-example gradients ``G_batch Γ = Σ_l G_l Γ_l ∈ R^{b×m}`` (float32, model's device).
 
@@ -247,7 +254,7 @@ def sketch_batch(
     """
     return _run(
         model, layout, batch, task=task, target=target, seed=seed, engine=engine, row_indices=row_indices,
-        sketch=sketch, use_vmap=use_vmap, chunk_size=chunk_size, num_outputs=num_outputs,
+        sketch=sketch, use_vmap=use_vmap, chunk_size=chunk_size, num_outputs=num_outputs, mask_layout=mask_layout,
     )  # fmt: skip
 
 
@@ -302,6 +309,7 @@ class GradientSketcher:
         self.engine = cfg.engine if cfg.engine != "auto" else ("structured" if structured_ok else "generic")
         self._use_vmap = cfg.vmap != "off"
         self._num_outputs: int | None = None
+        self._mask_layout: str | None = "auto"  # resolved on the first generic-engine batch
         self._sketch = None
 
     @property
@@ -334,6 +342,7 @@ class GradientSketcher:
             use_vmap=self._use_vmap,
             chunk_size=cfg.chunk_size,
             num_outputs=self._num_outputs,
+            mask_layout=self._mask_layout if self._use_vmap else None,
         )
 
     def _call(
@@ -343,6 +352,11 @@ class GradientSketcher:
             self.gradient_config.target == "output" or self.gradient_config.target == "random_label"
         ):
             self._num_outputs = num_model_outputs(self.model, _to_device(batch, _model_device(self.model)))
+        if self.engine == "generic" and self._use_vmap and self._mask_layout == "auto":
+            inputs = model_inputs(_to_device(batch, _model_device(self.model)))
+            with prepared_model(self.model):
+                self._mask_layout = choose_mask_layout(self.model, inputs, _batch_size(inputs))
+            logger.info("generic engine: 4-D attention mask layout %s", self._mask_layout)
         try:
             out = fn(self.model, self.layout, *args, batch, **self._kwargs(row_indices))
         except RuntimeError as err:

@@ -102,6 +102,8 @@ def test_load_model_with_peft_adapter(tmp_path):
     assert tok is None  # no tokenizer files were saved
     assert identity["adapter"] == str(tmp_path / "adapter")
     torch.testing.assert_close(loaded(**x).logits, expected)
+    lora = [p for name, p in loaded.named_parameters() if "lora_" in name]
+    assert lora and all(p.requires_grad for p in lora)  # loaded trainable: LoRA gradients can be taken
     # the adapter dir alone: its adapter_config.json names the (local) base
     cfg_path = tmp_path / "adapter" / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())

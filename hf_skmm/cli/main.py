@@ -18,6 +18,7 @@ from hf_skmm import __version__
 
 # name -> (module path, one-line help). Order is the order shown by --help.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "extract": ("hf_skmm.cli.extract", "sketch the per-example gradients of a model over a dataset"),
     "select": ("hf_skmm.cli.select", "select a coreset from a sketch dataset (+ report and spectrum plot)"),
     "export": ("hf_skmm.cli.export", "write the coreset dataset + card (optionally push it to the Hub)"),
     "methods": ("hf_skmm.cli.methods", "list the registered selection methods"),

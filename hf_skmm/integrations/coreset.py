@@ -347,7 +347,9 @@ def write_hub_folder(
 ) -> list[Path]:
     """Write locally the files :func:`push_coreset_to_hub` uploads: ``data/{split}-XXXXX-of-YYYYY.parquet``
     (named and sharded as ``Dataset.push_to_hub`` names them) and ``README.md`` (the card with the
-    ``configs`` / ``dataset_info`` metadata). ``datasets.load_dataset(folder)`` reads it like the Hub repo.
+    ``configs`` / ``dataset_info`` metadata). ``datasets.load_dataset(folder)`` reads it like the Hub repo
+    (``datasets`` caches a local folder under its *name*: pass ``cache_dir=`` or
+    ``download_mode="force_redownload"`` when reading a re-written folder, or you may get the old rows).
 
     Returns:
         The written files, relative to ``folder``.

@@ -167,7 +167,9 @@ def load_model_from_path(
     if adapter_dir is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        # is_trainable: the adapter's parameters must require grad for params="lora" gradients
+        # (peft loads adapters frozen, for inference, by default); eval() below still disables dropout
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
         identity["adapter"] = str(adapter_dir)
         identity["adapter_config"] = json.loads((adapter_dir / "adapter_config.json").read_text())
     model.eval()

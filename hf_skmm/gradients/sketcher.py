@@ -117,7 +117,7 @@ def num_model_outputs(model: nn.Module, batch: Mapping[str, Any]) -> int:
         k: (v[:1] if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
         for k, v in model_inputs(batch).items()
     }
-    with torch.no_grad(), prepared_model(model):
+    with prepared_model(model), torch.no_grad():  # this order: prepared_model enables grad
         logits = logits_of(model(**one))
     return 1 if logits.dim() == 1 else int(logits.shape[-1])
 

@@ -60,12 +60,15 @@ def capture_factors(
     records: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {n: [] for n in names}
 
     def make_hook(name: str):
-        def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
-            records[name].append((args[0].detach(), output))
+        def hook(
+            module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor
+        ) -> None:
+            x = args[0] if args else next(v for v in kwargs.values() if isinstance(v, torch.Tensor))
+            records[name].append((x.detach(), output))
 
         return hook
 
-    handles = [modules[n].register_forward_hook(make_hook(n)) for n in names]
+    handles = [modules[n].register_forward_hook(make_hook(n), with_kwargs=True) for n in names]
     try:
         objective = forward()
     finally:

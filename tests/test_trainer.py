@@ -71,7 +71,7 @@ def test_compute_loss_matches_hand_computation(task, tmp_path):
         else torch.randn(6, generator=gen)
     )
     w = torch.rand(6, generator=gen) * 2
-    model = LinearProbe(5, 3 if task == "classification" else 1, seed=1)
+    model = LinearProbe(5, 3 if task == "classification" else 1, seed=1, init="random")
     hand = _hand_losses(model, x, y, task)
     batch = {"features": x, "labels": y, "skmm_weight": w}
     weighted = _trainer(model, task, True, 6, tmp_path=tmp_path).compute_loss(model, batch)
@@ -94,8 +94,8 @@ def test_weighted_training_step_matches_hand_gradient(tmp_path):
     ds = datasets.Dataset.from_dict(
         {"features": x.tolist(), "label": y.tolist(), "text": ["t"] * n, "skmm_weight": w_tilde.tolist()}
     )
-    model = LinearProbe(d, 2, seed=0)
-    reference = LinearProbe(d, 2, seed=0)
+    model = LinearProbe(d, 2, seed=0, init="random")
+    reference = LinearProbe(d, 2, seed=0, init="random")
     loss = (w_tilde * _hand_losses(reference, x, y, "classification")).mean()
     grads = torch.autograd.grad(loss, list(reference.parameters()))
     expected = [p.detach() - 0.1 * g for p, g in zip(reference.parameters(), grads)]
@@ -107,7 +107,7 @@ def test_weighted_training_step_matches_hand_gradient(tmp_path):
     for p, e in zip(model.parameters(), expected):
         torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
     # and the weights matter: unweighted training lands elsewhere
-    unweighted = LinearProbe(d, 2, seed=0)
+    unweighted = LinearProbe(d, 2, seed=0, init="random")
     t2 = _trainer(unweighted, "classification", False, n, tmp_path=tmp_path)
     t2.train_dataset, t2.data_collator = ds, WeightedDataCollator(None, columns=["features", "label"])
     t2.train()

@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 MODES = ("linear_probe", "lora")
 POOLINGS = ("mean", "pooler")
 DEFAULT_OUTPUT_DIR = "hf_skmm_outputs"
+REPORT_DIR = "report"  # results.json + summary.md, written atomically
+CORESETS_DIR = "coresets"
 #: methods that need class probabilities (``probs=``) from a model
 PROBABILITY_METHODS = ("margin", "entropy", "least_confidence")
 
@@ -186,8 +188,12 @@ class RecipeConfig:
             "help": "One run per seed (sketch, selection, head init and data order); reported as mean ± std."
         },
     )
-    weighted: bool = field(
-        default=False, metadata={"help": "Also train each coreset with its skmm_weight as loss weights."}
+    compare_weighted: bool = field(
+        default=False,
+        metadata={
+            "help": "Train every non-uniform coreset twice: unweighted and with its skmm_weight as loss "
+            "weights (TrainConfig --weighted trains only the weighted variant)."
+        },
     )
     pool_size: int = field(
         default=0,
@@ -316,6 +322,14 @@ class PreparedTask:
     tokenizer: Any
     model_id: str
     extract_kwargs: dict[str, Any]
+    dataset_name: str = "dataset"
+
+
+def _num_classes(train: Any, test: Any) -> int:
+    feature = train.features.get("label")
+    if getattr(feature, "num_classes", None):
+        return int(feature.num_classes)
+    return int(max(max(train["label"]), max(test["label"]))) + 1
 
 
 def _load_encoder(config: RecipeConfig):
@@ -347,20 +361,20 @@ def prepare_task(
 
     from hf_skmm.integrations.data import load_vader
 
+    dataset_name = "in-memory dataset"
     if data is None:
         data = load_vader(config.task, seed=config.split_seed, test_size=config.test_size)
+        dataset_name = f"VADER lexicon ({config.task})"
     train, test = data["train"], data["test"]
     if config.pool_size and config.pool_size < len(train):
         train = train.shuffle(seed=config.split_seed).select(range(config.pool_size)).flatten_indices()
-    num_labels = 1 if config.task == "regression" else len(set(train["label"]))
+    num_labels = 1 if config.task == "regression" else _num_classes(train, test)
     if encoder is None:
         model_id, tokenizer = _load_encoder(config)
     else:
         if tokenizer is None:
             raise ValueError("prepare_task: pass the tokenizer of the encoder you passed.")
-        model_id = (
-            f"{type(encoder).__name__}:{_hash([float(p.double().sum()) for p in encoder.parameters()])}"
-        )
+        model_id = f"{type(encoder).__name__}:{_hash([float(p.detach().double().sum()) for p in encoder.parameters()])}"
     cache_dir = config.resolved_cache_dir
 
     if config.mode == "linear_probe":
@@ -393,6 +407,7 @@ def prepare_task(
             tokenizer=tokenizer,
             model_id=model_id,
             extract_kwargs={},
+            dataset_name=dataset_name,
         )
 
     # LoRA: tokenise once; the model is rebuilt (pretrained weights + fresh adapter/head) per seed
@@ -435,6 +450,7 @@ def prepare_task(
         tokenizer=tokenizer,
         model_id=model_id,
         extract_kwargs={"tokenizer": tokenizer, "max_length": config.max_length},
+        dataset_name=dataset_name,
     )
 
 
@@ -556,7 +572,8 @@ def run_recipe(
     """Run the recipe for every seed and method; write ``results.json``, ``summary.md`` and the coresets.
 
     Layout of ``config.output_dir``: ``coresets/<method>-n<n>-seed<seed>/`` (a ``load_from_disk`` dataset
-    with ``selection/`` and a card), ``results.json`` (config, per-run rows, aggregate) and ``summary.md``.
+    with ``selection/`` and a card, readable with :func:`~hf_skmm.integrations.coreset.load_coreset`) and
+    ``report/`` with ``results.json`` (config, per-run rows, aggregate, headline) and ``summary.md``.
 
     Returns:
         The ``results.json`` payload: ``{"config", "train_config", "runs": [...], "aggregate": {...},
@@ -569,24 +586,20 @@ def run_recipe(
     prepared = prepare_task(config, data=data, encoder=encoder, tokenizer=tokenizer)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    variants = [(m, False) for m in config.methods]
-    if config.weighted:
+    variants = [(m, train_config.weighted) for m in config.methods]
+    if config.compare_weighted and not train_config.weighted:
         variants += [(m, True) for m in config.methods if m != "uniform"]
     runs: list[dict[str, Any]] = []
     bar = tqdm(total=len(config.seeds) * len(variants), desc="Train + evaluate", unit="run")
     for seed in config.seeds:
         with quiet_datasets():
-            seed_runs = _run_seed(
-                prepared, config, train_config, variants, seed, data is None, output_dir, bar
-            )
+            seed_runs = _run_seed(prepared, config, train_config, variants, seed, output_dir, bar)
         runs.extend(seed_runs)
     bar.close()
     return _finish(config, train_config, prepared, runs, variants, output_dir, started)
 
 
-def _run_seed(
-    prepared, config, train_config, variants, seed, is_vader, output_dir, bar
-) -> list[dict[str, Any]]:
+def _run_seed(prepared, config, train_config, variants, seed, output_dir, bar) -> list[dict[str, Any]]:
     from hf_skmm.integrations.card import build_card
     from hf_skmm.integrations.coreset import save_coreset, sketch_matrix
     from hf_skmm.selection import achieved_c_s
@@ -606,14 +619,14 @@ def _run_seed(
         if config.save_coresets:
             card = build_card(
                 result,
-                source_dataset=f"VADER lexicon ({config.task})" if is_vader else "in-memory dataset",
+                source_dataset=prepared.dataset_name,
                 num_source_rows=len(prepared.train),
                 reproduce_command=f"hf-skmm run --n {config.n} --seeds {seed} --methods {method}",
             )
             save_coreset(
                 coreset.select_columns([c for c in coreset.column_names if c != "features"]),
                 result,
-                output_dir / "coresets" / f"{method}-n{config.n}-seed{seed}",
+                output_dir / CORESETS_DIR / f"{method}-n{config.n}-seed{seed}",
                 card=card,
                 overwrite=True,
             )
@@ -662,7 +675,13 @@ def _finish(config, train_config, prepared, runs, variants, output_dir, started)
             for key in rows[0]
             if key not in ("method", "weighted", "seed") and isinstance(rows[0][key], float)
         }
-    lead, base = config.methods[0], config.baseline if config.baseline in config.methods else None
+    suffix = "+weighted" if train_config.weighted else ""
+    lead = config.methods[0] + suffix
+    base = (
+        config.baseline + suffix
+        if config.baseline in config.methods and config.baseline != config.methods[0]
+        else None
+    )
     headline = {"metric": metric, "higher_is_better": higher_is_better, "method": lead, "baseline": base}
     if base is not None:
         diff = aggregate[lead][metric]["mean"] - aggregate[base][metric]["mean"]
@@ -671,6 +690,8 @@ def _finish(config, train_config, prepared, runs, variants, output_dir, started)
     payload = {
         "config": config.to_dict(),
         "train_config": train_config.to_dict(),
+        "dataset": prepared.dataset_name,
+        "output_dir": str(output_dir),
         "num_train": len(prepared.train),
         "num_test": len(prepared.test),
         "runs": runs,
@@ -678,7 +699,7 @@ def _finish(config, train_config, prepared, runs, variants, output_dir, started)
         "headline": headline,
         "seconds": time.time() - started,
     }
-    with atomic_output_dir(output_dir / "report", overwrite=True) as tmp:
+    with atomic_output_dir(output_dir / REPORT_DIR, overwrite=True) as tmp:
         (tmp / "results.json").write_text(json.dumps(payload, indent=2))
         (tmp / "summary.md").write_text(format_summary(payload))
     return payload
@@ -689,7 +710,7 @@ def format_summary(payload: dict[str, Any]) -> str:
     config, head = payload["config"], payload["headline"]
     metric = head["metric"]
     lines = [
-        f"# hf-skmm run: VADER {config['task']}, {config['mode']}, n = {config['n']} of {payload['num_train']} "
+        f"# hf-skmm run: {payload['dataset']}, {config['mode']}, n = {config['n']} of {payload['num_train']} "
         f"(test {payload['num_test']}), seeds {config['seeds']}",
         "",
         f"| method | {metric} | " + " | ".join(k for k in _secondary(config["task"])) + " | c_S achieved |",

@@ -54,10 +54,12 @@ class LinearProbe(nn.Module):
     Args:
         in_dim: feature dimension (the encoder's hidden size, 384 for MiniLM).
         num_labels: number of classes, or 1 for regression.
-        seed: seed of the head's initialisation.
+        seed: seed of the head's initialisation (``init="random"``).
+        init: ``"zeros"`` (default: θ = 0, the paper's finetuning initialisation, so gradient extraction
+            at initialisation sees ``f = 0``) or ``"random"`` (``nn.Linear``'s default uniform init).
     """
 
-    def __init__(self, in_dim: int, num_labels: int, seed: int = 0):
+    def __init__(self, in_dim: int, num_labels: int, seed: int = 0, init: str = "zeros"):
         super().__init__()
         if in_dim < 1 or num_labels < 1:
             raise ValueError(f"LinearProbe: in_dim={in_dim} and num_labels={num_labels} must both be >= 1.")
@@ -67,6 +69,11 @@ class LinearProbe(nn.Module):
         torch.manual_seed(seed)
         self.classifier = nn.Linear(in_dim, num_labels)
         torch.random.set_rng_state(generator_state)
+        if init == "zeros":
+            nn.init.zeros_(self.classifier.weight)
+            nn.init.zeros_(self.classifier.bias)
+        elif init != "random":
+            raise ValueError(f"LinearProbe: init={init!r} is unknown; use 'zeros' or 'random'.")
 
     @property
     def task(self) -> str:
@@ -203,7 +210,7 @@ class TrainConfig:
 
     learning_rate: float = field(default=1e-2, metadata={"help": "Peak learning rate (AdamW, linear decay)."})
     batch_size: int = field(default=32, metadata={"help": "Per-device train batch size."})
-    num_epochs: float = field(default=20.0, metadata={"help": "Epochs over the coreset."})
+    num_epochs: float = field(default=10.0, metadata={"help": "Epochs over the coreset."})
     min_steps: int = field(
         default=200,
         metadata={"help": "At least this many optimiser steps, so tiny coresets are trained to convergence."},

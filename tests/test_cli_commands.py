@@ -175,6 +175,31 @@ def test_export_writes_coreset_card_and_hub_folder(data, tmp_path, capsys):
     assert hub_loaded.to_dict() == coreset.to_dict()
 
 
+def test_export_push_to_hub_wiring(data, tmp_path, monkeypatch, capsys):
+    """``--push-to-hub`` calls push_coreset_to_hub (private by default) with the coreset and its card."""
+    import hf_skmm.integrations.coreset as coreset_module
+
+    calls = []
+    monkeypatch.setattr(
+        coreset_module,
+        "push_coreset_to_hub",
+        lambda coreset, card, repo, private: calls.append((coreset, card, repo, private)),
+    )
+    out = tmp_path / "coreset"
+    argv = ["export", "--dataset_path", str(data / "src"), "--selection_dir", str(data / "sel")]
+    assert main([*argv, "--output_dir", str(out), "--push-to-hub", "me/tiny-coreset"]) == 0
+    assert "pushed to https://huggingface.co/datasets/me/tiny-coreset" in capsys.readouterr().out
+    ((coreset, card, repo, private),) = calls
+    assert repo == "me/tiny-coreset" and private is True and len(coreset) == 8
+    assert str(card) == (out / "README.md").read_text()
+    _fails(
+        capsys,
+        [*argv, "--output_dir", str(tmp_path / "x"), "--push_to_hub", "a/b/c"],
+        "USER/NAME",
+        tmp_path / "x",
+    )
+
+
 @pytest.mark.parametrize(
     ("dataset", "message"),
     [

@@ -90,6 +90,12 @@ def test_select_coreset_cuts_the_selected_rows(source, sketched, matrix):
     assert np.isfinite(info["c_s_achieved"]) or info["c_s_achieved"] == float("inf")
 
 
+def test_top_level_export():
+    import hf_skmm
+
+    assert hf_skmm.select_coreset is select_coreset
+
+
 def test_rows_are_aligned_by_skmm_index_not_position(source, sketched, matrix):
     shuffled = make_sketched(source, matrix, order=np.random.default_rng(0).permutation(N))
     np.testing.assert_array_equal(sketch_matrix(shuffled), matrix.astype(np.float32))

@@ -174,8 +174,8 @@ def test_gaussian_rows_match_documented_generation_rule():
 
 def test_gaussian_large_r_streams_blocks_without_dense_gamma(monkeypatch):
     """Big r: Γ is regenerated in blocks of block_rows rows, never materialised or cached."""
-    sk = GaussianSketch(50 * GEN_CHUNK_ROWS, 512, seed=0, block_rows=4 * GEN_CHUNK_ROWS)
-    assert sk.in_dim * sk.out_dim * 4 > sk.cache_max_bytes  # 200 MiB > 64 MiB cache limit
+    sk = GaussianSketch(80 * GEN_CHUNK_ROWS, 512, seed=0, block_rows=4 * GEN_CHUNK_ROWS)
+    assert sk.in_dim * sk.out_dim * 4 > sk.cache_max_bytes  # 320 MiB > the default 256 MiB cache limit
     sizes = []
     real = GaussianSketch.unscaled_rows
 
@@ -448,6 +448,12 @@ def test_sketch_config_defaults_round_trip_and_build():
     assert isinstance(kron, KroneckerSketch) and kron.out_dim == 16
     lw = SketchConfig(kind="kronecker", dim=16, seed=1).build_layerwise({"w": (5, 8), "b": (5,)})
     assert isinstance(lw.parts["w"], KroneckerSketch) and lw.parts["w"].seed == derive_seed(1, "w")
+    gauss = SketchConfig(dim=16, block_rows=4096, cache_mb=0)
+    assert gauss.build(100).block_rows == 4096 and gauss.build(100).cache_max_bytes == 0
+    lw = SketchConfig(kind="kronecker", dim=16, cache_mb=1).build_layerwise({"w": (5, 8), "b": (5,)})
+    assert lw.parts["b"].cache_max_bytes == 2**20  # Gaussian fallback parts get the Gaussian options
+    lw = SketchConfig(kind="sparse_sign", dim=16, nnz=3).build_layerwise({"w": (5, 8)})
+    assert lw.parts["w"].nnz == 3
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['m'\]"):
         SketchConfig.from_dict({"m": 3})
 
@@ -473,6 +479,7 @@ def test_sketch_config_parses_with_hf_argument_parser():
         ({"kind": "sparse_sign", "dim": 4, "nnz": 8}, ValueError, "nnz=8 exceeds dim=4"),
         ({"block_rows": 0}, ValueError, "block_rows must be a positive int"),
         ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"cache_mb": -1}, ValueError, "cache_mb must be an int >= 0, got -1"),
         ({"dim": "8"}, TypeError, "dim must be a positive int, got '8'"),
     ],
 )

@@ -51,6 +51,14 @@ class SketchConfig:
         },
     )
 
+    cache_mb: int = field(
+        default=256,
+        metadata={
+            "help": "Keep a Gaussian Γ in memory (per device) when it takes at most this many MiB (r*dim*4 bytes); "
+            "larger Γ are regenerated from the seed for every batch. 0 disables caching; does not change Γ."
+        },
+    )
+
     def __post_init__(self) -> None:
         allowed = [*USER_KINDS, *(k for k in list_sketches() if k not in USER_KINDS and k != "layerwise")]
         if self.kind not in allowed:
@@ -66,12 +74,16 @@ class SketchConfig:
                 f"SketchConfig: nnz={self.nnz} exceeds dim={self.dim}; pass nnz <= dim (typically 1-8)."
             )
         check_positive_int("block_rows", self.block_rows, "SketchConfig")
+        if isinstance(self.cache_mb, bool) or not isinstance(self.cache_mb, int) or self.cache_mb < 0:
+            raise ValueError(
+                f"SketchConfig: cache_mb must be an int >= 0, got {self.cache_mb!r}; pass 0 to disable caching."
+            )
 
     def _options(self) -> dict[str, Any]:
         if self.kind == "sparse_sign":
             return {"nnz": self.nnz}
         if self.kind == "gaussian":
-            return {"block_rows": self.block_rows}
+            return {"block_rows": self.block_rows, "cache_max_bytes": self.cache_mb * 2**20}
         return {}
 
     def build(self, in_dim: int, **kwargs: Any) -> Sketch:
@@ -84,7 +96,13 @@ class SketchConfig:
     def build_layerwise(self, shapes: Mapping[str, Sequence[int]]) -> LayerwiseSketch:
         """A :class:`LayerwiseSketch` over named parameter shapes, part seeds ``derive_seed(seed, name)``."""
         return LayerwiseSketch.from_shapes(
-            shapes, self.dim, seed=self.seed, kind=self.kind, **self._options()
+            shapes,
+            self.dim,
+            seed=self.seed,
+            kind=self.kind,
+            nnz=self.nnz,
+            block_rows=self.block_rows,
+            cache_max_bytes=self.cache_mb * 2**20,
         )
 
     def to_dict(self) -> dict[str, Any]:

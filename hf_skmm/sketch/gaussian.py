@@ -7,8 +7,9 @@ chunking is fixed, Γ is the same whatever ``block_rows`` (how many rows are mul
 size or device, and the same on CPU and CUDA. The 1/√m scale is applied to the [b, m] output.
 
 Cost per batch of b rows: O(b r m) multiply-adds plus O(r m) normal draws (regeneration), memory
-O(block_rows · m) floats. When r·m·4 bytes ≤ ``cache_max_bytes`` (64 MiB by default) the dense Γ is
-generated once per device and kept, which removes the regeneration cost for small layers.
+O(block_rows · m) floats. Drawing the normals dominates (≈ 10× the b = 64 matmul on a CPU), so when
+r·m·4 bytes ≤ ``cache_max_bytes`` (256 MiB by default, i.e. r ≤ 131,072 at m = 512) the dense Γ is generated
+once per device and kept; larger Γ are regenerated for every call (memory stays O(block_rows · m)).
 
 Reference: Johnson & Lindenstrauss (1984); Dong et al., "Sketchy Moment Matching", NeurIPS 2024,
 Alg. 3.1 step 1 (Gaussian embedding with N(0, 1/m) entries): E‖Γᵀx‖² = ‖x‖².
@@ -23,14 +24,14 @@ import torch
 
 from hf_skmm.sketch.base import Sketch, _check_seed, check_positive_int, derive_seed, register_sketch
 
-__all__ = ["DEFAULT_BLOCK_ROWS", "GEN_CHUNK_ROWS", "GaussianSketch"]
+__all__ = ["DEFAULT_BLOCK_ROWS", "DEFAULT_CACHE_MAX_BYTES", "GEN_CHUNK_ROWS", "GaussianSketch"]
 
 #: Rows of Γ drawn from one seeded generator. Part of the seeding rule: changing it changes Γ.
 GEN_CHUNK_ROWS = 2048
 #: Rows of Γ multiplied per step by default (rounded up to a multiple of GEN_CHUNK_ROWS).
 DEFAULT_BLOCK_ROWS = 16384
 #: Dense Γ is cached per device when it takes at most this many bytes.
-DEFAULT_CACHE_MAX_BYTES = 64 * 2**20
+DEFAULT_CACHE_MAX_BYTES = 256 * 2**20
 
 
 class GaussianSketch(Sketch):

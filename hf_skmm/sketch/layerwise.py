@@ -14,6 +14,7 @@ removing a layer does not change the other layers' Γ_l.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -30,11 +31,15 @@ from hf_skmm.sketch.base import (
     make_sketch,
     register_sketch,
 )
+from hf_skmm.sketch.gaussian import GaussianSketch
 from hf_skmm.sketch.kronecker import KroneckerSketch, kronecker_factors
+from hf_skmm.sketch.sparse import SparseSignSketch
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LayerwiseSketch"]
+
+_BUILTIN: dict[str, type[Sketch]] = {"gaussian": GaussianSketch, "sparse_sign": SparseSignSketch}
 
 
 class LayerwiseSketch(Sketch):
@@ -100,7 +105,8 @@ class LayerwiseSketch(Sketch):
             kind: ``"kronecker"`` gives 2-D parameters a :class:`KroneckerSketch` with
                 :func:`kronecker_factors` sizes and everything else (biases, 1-D/3-D+ parameters) a
                 Gaussian sketch; any other kind is used for every part (with ``**kwargs``).
-            **kwargs: options of the part sketches (e.g. ``nnz``, ``block_rows``).
+            **kwargs: options of the part sketches (e.g. ``nnz``, ``block_rows``); each built-in part gets
+                the ones its constructor takes.
         """
         out_dim = check_positive_int("out_dim", out_dim, "LayerwiseSketch.from_shapes")
         parts: dict[str, Sketch] = {}
@@ -112,7 +118,7 @@ class LayerwiseSketch(Sketch):
                 parts[key] = KroneckerSketch(dims[0], dims[1], m_out, m_in, seed=part_seed)
             else:
                 part_kind = "gaussian" if kind == "kronecker" else kind
-                extra = {k: v for k, v in kwargs.items() if not (part_kind == "gaussian" and k == "nnz")}
+                extra = _accepted_kwargs(part_kind, kwargs)
                 parts[key] = make_sketch(part_kind, math.prod(dims), out_dim, part_seed, **extra)
         sketch = cls(parts, seed=seed)
         if sketch.in_dim < out_dim:
@@ -188,6 +194,15 @@ class LayerwiseSketch(Sketch):
 
     def __repr__(self) -> str:
         return f"LayerwiseSketch(parts={list(self.parts)}, in_dim={self.in_dim}, out_dim={self.out_dim})"
+
+
+def _accepted_kwargs(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``kwargs`` that a built-in kind's constructor takes (e.g. ``nnz`` only for sparse_sign)."""
+    cls = _BUILTIN.get(kind)
+    if cls is None:
+        return dict(kwargs)
+    accepted = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in kwargs.items() if k in accepted}
 
 
 def _build_layerwise(in_dim: int, out_dim: int, seed: int = 0, **kwargs: Any) -> LayerwiseSketch:

@@ -8,14 +8,15 @@ distinct, with independent uniform signs. Every column of Γ has norm exactly 1,
 
 Storage: ``indices`` int32 [r, nnz] and ``signs`` int8 [r, nnz] (5·nnz bytes per input coordinate),
 generated on the CPU in fixed chunks of :data:`SPARSE_GEN_CHUNK_ROWS` rows from
-``derive_seed(seed, "sparse_sign", chunk)``. Applying costs O(nnz(x)·s): dense inputs go through
-``index_add_``; inputs that are mostly zero (or torch sparse COO/CSR, or scipy.sparse) go through their
+``derive_seed(seed, "sparse_sign", chunk)``. Applying costs O(nnz(x)·s): dense inputs go through a
+sparse CSR × dense product per chunk (Γ_kᵀ x_kᵀ, faster than scatter-adds on CPU); inputs that are mostly zero (or torch sparse COO/CSR, or scipy.sparse) go through their
 non-zeros only. Reference: Dong et al., NeurIPS 2024, Alg. 3.1 step 1 (fast JL, O(nnz(G)) cost).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,9 @@ from hf_skmm.sketch.base import (
 
 __all__ = ["SPARSE_GEN_CHUNK_ROWS", "SparseSignSketch"]
 
-#: Input coordinates whose (indices, signs) are drawn from one seeded generator (part of the seeding rule).
+#: Input coordinates whose (indices, signs) are drawn from one seeded generator (part of the seeding
+#: rule), also the column chunk of the CSR product.
 SPARSE_GEN_CHUNK_ROWS = 65536
-# Columns of a dense input processed per index_add_ call (bounds the [b, chunk, nnz] temporary).
-_APPLY_CHUNK = 16384
 # Below this fraction of non-zeros a dense chunk is scattered through its non-zeros only.
 _SPARSE_PATH_DENSITY = 0.05
 
@@ -70,24 +70,58 @@ class SparseSignSketch(Sketch):
         self._indices: torch.Tensor | None = None
         self._signs: torch.Tensor | None = None
         self._device_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._csr_cache: dict[torch.device, list[torch.Tensor]] = {}
 
     # ----------------------------------------------------------------------------------- generation
-    def _generate(self) -> None:
+    def _generate_chunk(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices int32, signs int8) of input coordinates [k·C, (k+1)·C), C = SPARSE_GEN_CHUNK_ROWS."""
         s, m = self.nnz, self.out_dim
         bounds = torch.tensor([(j * m) // s for j in range(s + 1)], dtype=torch.int64)
-        starts, sizes = bounds[:-1], (bounds[1:] - bounds[:-1]).to(torch.float64)
-        indices = torch.empty(self.in_dim, s, dtype=torch.int32)
-        signs = torch.empty(self.in_dim, s, dtype=torch.int8)
-        for k in range(math.ceil(self.in_dim / SPARSE_GEN_CHUNK_ROWS)):
-            lo = k * SPARSE_GEN_CHUNK_ROWS
-            hi = min(lo + SPARSE_GEN_CHUNK_ROWS, self.in_dim)
-            gen = torch.Generator(device="cpu").manual_seed(derive_seed(self.seed, "sparse_sign", k))
-            u = torch.rand(hi - lo, s, generator=gen, dtype=torch.float64)
-            offset = torch.minimum((u * sizes).long(), sizes.long() - 1)
-            indices[lo:hi] = (starts + offset).to(torch.int32)
-            bits = torch.randint(0, 2, (hi - lo, s), generator=gen, dtype=torch.int8)
-            signs[lo:hi] = bits * 2 - 1
-        self._indices, self._signs = indices, signs
+        starts, sizes = bounds[:-1], bounds[1:] - bounds[:-1]
+        lo = k * SPARSE_GEN_CHUNK_ROWS
+        hi = min(lo + SPARSE_GEN_CHUNK_ROWS, self.in_dim)
+        gen = torch.Generator(device="cpu").manual_seed(derive_seed(self.seed, "sparse_sign", k))
+        u = torch.rand(hi - lo, s, generator=gen, dtype=torch.float64)
+        offset = torch.minimum((u * sizes.to(torch.float64)).long(), sizes - 1)
+        bits = torch.randint(0, 2, (hi - lo, s), generator=gen, dtype=torch.int8)
+        return (starts + offset).to(torch.int32), bits * 2 - 1
+
+    def _num_chunks(self) -> int:
+        return math.ceil(self.in_dim / SPARSE_GEN_CHUNK_ROWS)
+
+    def _generate(self) -> None:
+        chunks = [self._generate_chunk(k) for k in range(self._num_chunks())]
+        self._indices = torch.cat([c[0] for c in chunks])
+        self._signs = torch.cat([c[1] for c in chunks])
+
+    def _transposed_chunks(self, device: torch.device) -> list[torch.Tensor]:
+        """Γᵀ cut into column chunks of SPARSE_GEN_CHUNK_ROWS input coordinates, as CSR [m, chunk] matrices.
+
+        A CSR (sparse × dense) product Γ_kᵀ x_kᵀ beats scatter-adds (``index_add_``) by 2-3× on CPU, and
+        the chunks bound the transposed copy of x to [chunk, b]. 8 bytes per non-zero (int32 column,
+        float32 ±1); built once per device, directly from the seed (the [r, s] tables are not kept).
+        """
+        if device not in self._csr_cache:
+            chunks = []
+            for k in range(self._num_chunks()):
+                idx, sgn = self._generate_chunk(k)
+                rows = idx.reshape(-1).long()  # output coordinate of each non-zero
+                cols = torch.arange(idx.shape[0], dtype=torch.int32).repeat_interleave(self.nnz)
+                order = torch.argsort(rows, stable=True)
+                crow = torch.zeros(self.out_dim + 1, dtype=torch.int32)
+                crow[1:] = torch.bincount(rows, minlength=self.out_dim).cumsum(0)
+                with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+                    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                    gamma_t = torch.sparse_csr_tensor(
+                        crow,
+                        cols[order],
+                        sgn.reshape(-1)[order].float(),
+                        size=(self.out_dim, idx.shape[0]),
+                        check_invariants=True,  # once per sketch; also silences torch's warning
+                    )
+                chunks.append(gamma_t.to(device))
+            self._csr_cache[device] = chunks
+        return self._csr_cache[device]
 
     @property
     def indices(self) -> torch.Tensor:
@@ -158,24 +192,22 @@ class SparseSignSketch(Sketch):
         out.index_put_((rows.unsqueeze(1).expand_as(idx), idx), src, accumulate=True)
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        indices, signs = self._on(x.device)
-        out = torch.zeros(b, self.out_dim, dtype=torch.float32, device=x.device)
-        for start in range(0, self.in_dim, _APPLY_CHUNK):
-            stop = min(start + _APPLY_CHUNK, self.in_dim)
-            xb = x[:, start:stop]
+        out_t = torch.zeros(self.out_dim, x.shape[0], dtype=torch.float32, device=x.device)  # (x Γ)ᵀ
+        sparse_rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for k, gamma_t in enumerate(self._transposed_chunks(x.device)):
+            start = k * SPARSE_GEN_CHUNK_ROWS
+            xb = x[:, start : start + gamma_t.shape[1]]
             nonzero = int(torch.count_nonzero(xb))
             if nonzero == 0:
-                continue
-            if nonzero < _SPARSE_PATH_DENSITY * xb.numel():
+                continue  # exact: an all-zero block contributes nothing
+            if nonzero < _SPARSE_PATH_DENSITY * xb.numel():  # O(nnz(x)·s) through the non-zeros only
                 rows, cols = torch.nonzero(xb, as_tuple=True)
-                self._scatter_nonzeros(out, rows, cols + start, xb[rows, cols].float())
+                sparse_rows.append((rows, cols + start, xb[rows, cols].float()))
                 continue
-            xb = xb.float()
-            idx = indices[start:stop].long()
-            sgn = signs[start:stop].float()
-            for j in range(self.nnz):
-                out.index_add_(1, idx[:, j], xb * sgn[:, j])
+            out_t += gamma_t @ xb.float().T.contiguous()
+        out = out_t.T.contiguous()
+        for rows, cols, vals in sparse_rows:
+            self._scatter_nonzeros(out, rows, cols, vals)
         return out.mul_(1.0 / math.sqrt(self.nnz))
 
     def _config_kwargs(self) -> dict[str, Any]:

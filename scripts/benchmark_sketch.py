@@ -1,0 +1,366 @@
+"""Throughput and peak memory of the hf_skmm sketches (issue 3 benchmark; not a timed test).
+
+Two experiments, every case in a fresh subprocess so its peak memory is its own:
+
+1. Flat gradients x ∈ R^{b×r} (dense float32, b = 64), m = 512, r ∈ {1e5, 1e6, 1e7}:
+   GaussianSketch (Γ regenerated block-wise from the seed), SparseSignSketch (nnz = 4) and, when it is
+   importable, dattri's CPU random projector (``make_random_projector`` → ``BasicProjector``, normal
+   entries) as a peer on the same input.
+2. One 768×768 linear layer, T = 128 positions, b = 64: KroneckerSketch.apply_factors(δ, h) vs
+   "materialise ΔW = Σ_t δ_t h_tᵀ, then Gaussian-sketch vec(ΔW)" (Γ regenerated, and Γ cached dense as the
+   materialising path's best case), plus the materialised path with a sparse sign sketch.
+
+Peak memory is the process's peak resident set (``VmHWM`` of /proc/self/status, reset through
+/proc/self/clear_refs after the inputs exist) minus the resident set at that moment: the *extra* memory
+the sketch needs beyond its input. Times are wall-clock on a shared, loaded CPU: compare the ratios measured
+side by side in one run, not the absolute numbers.
+
+Usage::
+
+    python scripts/benchmark_sketch.py                       # the issue's sizes (tens of minutes on 2 cores)
+    python scripts/benchmark_sketch.py --small               # seconds; smoke test
+    python scripts/benchmark_sketch.py --dattri-site DIR     # where `pip install --no-deps --target DIR dattri` put it
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# ------------------------------------------------------------------------------------------ child side
+def _status(key: str) -> int:
+    """A /proc/self/status field in bytes (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return -1
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def run_case(case: dict) -> dict:
+    """Run one benchmark case in this process and return its measurements."""
+    import torch
+
+    if case.get("dattri_site"):
+        sys.path.insert(0, case["dattri_site"])
+    from hf_skmm.sketch import GaussianSketch, KroneckerSketch, SparseSignSketch
+
+    gen = torch.Generator().manual_seed(0)
+    b, m, kind = case["batch"], case["m"], case["kind"]
+    n_batches = case["batches"]
+    result: dict = {"case": case}
+
+    if case["experiment"] == "flat":
+        r = case["r"]
+        x = torch.randn(b, r, generator=gen)
+        inputs = lambda: x  # noqa: E731
+        result["input_bytes"] = x.numel() * 4
+    else:
+        d_out, d_in, T = case["d_out"], case["d_in"], case["T"]
+        delta = torch.randn(b, T, d_out, generator=gen) / math.sqrt(T)
+        h = torch.randn(b, T, d_in, generator=gen)
+        result["input_bytes"] = (delta.numel() + h.numel()) * 4
+    gc.collect()
+    rss0 = _status("VmRSS")
+    result["peak_reset"] = _reset_peak()
+
+    t0 = time.perf_counter()
+    if kind == "gaussian":
+        r_eff = case.get("r") or case["d_out"] * case["d_in"]
+        cache = 2**62 if case.get("cached") else 0
+        sk = GaussianSketch(r_eff, m, seed=0, cache_max_bytes=cache)
+        if case.get("cached"):
+            sk._cached_unscaled(torch.device("cpu"))
+        fn = lambda z: sk.apply(z)  # noqa: E731
+    elif kind == "sparse_sign":
+        r_eff = case.get("r") or case["d_out"] * case["d_in"]
+        sk = SparseSignSketch(r_eff, m, seed=0, nnz=case["nnz"])
+        _ = sk.indices  # generate the int32/int8 tables now (setup, not per batch)
+        fn = lambda z: sk.apply(z)  # noqa: E731
+    elif kind == "dattri":
+        from dattri.func.projection import ProjectionType, make_random_projector
+
+        r_eff = case.get("r") or case["d_out"] * case["d_in"]
+        proj = make_random_projector(
+            [r_eff], b, m, b, torch.device("cpu"), proj_seed=0, proj_type=ProjectionType.normal
+        )
+        fn = lambda z: proj.project(z, ensemble_id=0)  # noqa: E731
+    elif kind == "kronecker":
+        from hf_skmm.sketch import kronecker_factors
+
+        m_out, m_in = kronecker_factors(m, case["d_out"], case["d_in"])
+        sk = KroneckerSketch(case["d_out"], case["d_in"], m_out, m_in, seed=0)
+        sk.factors("cpu")
+        result["m_out_m_in"] = [m_out, m_in]
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    result["setup_s"] = time.perf_counter() - t0
+
+    times, out = [], None
+    for _ in range(n_batches):
+        t = time.perf_counter()
+        if case["experiment"] == "flat":
+            out = fn(inputs())
+        elif kind == "kronecker":
+            out = sk.apply_factors(delta, h)
+        else:  # materialise ΔW = Σ_t δ_t h_tᵀ per example, flatten row-major, then sketch
+            dw = torch.bmm(delta.transpose(1, 2), h).reshape(b, -1)
+            out = fn(dw)
+            del dw
+        times.append(time.perf_counter() - t)
+    result["batch_s"] = times
+    result["mean_batch_s"] = sum(times) / len(times)
+    result["examples_per_s"] = b / result["mean_batch_s"]
+    result["peak_extra_bytes"] = _status("VmHWM") - rss0
+    result["out_shape"] = list(out.shape)
+    if case["experiment"] == "kron":
+        # distortion of ‖ΔW‖² per example: ‖ΔW‖_F² = Σ_{t,t'} (δ_t·δ_t')(h_t·h_t') without forming ΔW
+        true = ((delta @ delta.transpose(1, 2)) * (h @ h.transpose(1, 2))).sum((1, 2)).double()
+        ratio = out.double().pow(2).sum(-1) / true
+        result["norm_ratio_median_abs_dev"] = float((ratio - 1).abs().median())
+    return result
+
+
+# ----------------------------------------------------------------------------------------- parent side
+def _spawn(case: dict) -> dict:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--run-case", json.dumps(case)], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        return {
+            "case": case,
+            "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else f"rc={proc.returncode}",
+        }
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt_bytes(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
+
+
+def _dattri_status(site: str | None) -> str:
+    code = "import dattri.func.projection as p; print(p.__file__)"
+    env = dict(os.environ)
+    if site:
+        env["PYTHONPATH"] = site + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if proc.returncode == 0:
+        try:
+            from importlib.metadata import version
+
+            sys.path.insert(0, site) if site else None
+            return f"dattri {version('dattri')}"
+        except Exception:  # pragma: no cover - metadata missing
+            return "dattri (version unknown)"
+    return ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--r", type=float, nargs="+", default=[1e5, 1e6, 1e7], help="flat input dims r")
+    parser.add_argument("--m", type=int, default=512, help="sketch dim m")
+    parser.add_argument("--batch", type=int, default=64, help="examples per batch")
+    parser.add_argument("--batches", type=int, default=3, help="timed batches per case (r < 1e7)")
+    parser.add_argument("--batches-large", type=int, default=1, help="timed batches per case at r >= 1e7")
+    parser.add_argument("--nnz", type=int, default=4, help="sparse sign non-zeros per coordinate")
+    parser.add_argument("--d", type=int, nargs=2, default=[768, 768], help="Kronecker layer d_out d_in")
+    parser.add_argument("--T", type=int, default=128, help="positions per example for the Kronecker case")
+    parser.add_argument("--kron-batches", type=int, default=2, help="timed batches for the Kronecker cases")
+    parser.add_argument("--dattri-site", default=None, help="directory holding dattri (pip install --target)")
+    parser.add_argument(
+        "--dattri-max-r",
+        type=float,
+        default=1e6,
+        help="largest r given to dattri (its Γ block is r×100 floats)",
+    )
+    parser.add_argument(
+        "--skip-cached", action="store_true", help="skip the materialise + cached dense Γ case"
+    )
+    parser.add_argument("--small", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--out", default=str(RESULTS / "benchmark_sketch"), help="output path without suffix")
+    parser.add_argument("--run-case", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.run_case:
+        print(json.dumps(run_case(json.loads(args.run_case))))
+        return
+    if args.small:
+        args.r, args.batch, args.d, args.T, args.m = [1e4, 1e5], 16, [64, 64], 16, 64
+        args.batches, args.batches_large, args.kron_batches = 2, 1, 2
+
+    import torch
+
+    dattri = _dattri_status(args.dattri_site)
+    cases = []
+    for r in (int(v) for v in args.r):
+        nb = args.batches_large if r >= 10**7 else args.batches
+        common = {"experiment": "flat", "r": r, "m": args.m, "batch": args.batch, "batches": nb}
+        cases.append({**common, "kind": "gaussian"})
+        cases.append({**common, "kind": "sparse_sign", "nnz": args.nnz})
+        if dattri and r <= args.dattri_max_r:
+            cases.append({**common, "kind": "dattri", "dattri_site": args.dattri_site})
+    kron = {
+        "experiment": "kron", "d_out": args.d[0], "d_in": args.d[1], "T": args.T, "m": args.m,
+        "batch": args.batch, "batches": args.kron_batches,
+    }  # fmt: skip
+    cases.append({**kron, "kind": "kronecker"})
+    cases.append({**kron, "kind": "gaussian"})
+    if not args.skip_cached:
+        cases.append({**kron, "kind": "gaussian", "cached": True})
+    cases.append({**kron, "kind": "sparse_sign", "nnz": args.nnz})
+
+    results = []
+    for case in cases:
+        label = f"{case['experiment']}:{case['kind']}{'+cached' if case.get('cached') else ''} r={case.get('r', '')}"
+        print(f"running {label} ...", flush=True)
+        res = _spawn(case)
+        results.append(res)
+        if "error" in res:
+            print(f"  ERROR {res['error']}", flush=True)
+        else:
+            print(
+                f"  {res['mean_batch_s']:.3f} s/batch, {res['examples_per_s']:.1f} ex/s, setup {res['setup_s']:.2f} s, "
+                f"peak extra {_fmt_bytes(res['peak_extra_bytes'])}",
+                flush=True,
+            )
+
+    def find(experiment, kind, r=None, cached=False):
+        for res in results:
+            c = res["case"]
+            if (c["experiment"], c["kind"], c.get("r"), bool(c.get("cached"))) == (
+                experiment,
+                kind,
+                r,
+                cached,
+            ):
+                return None if "error" in res else res
+        return None
+
+    ratios = {}
+    for r in (int(v) for v in args.r):
+        g, s, d = find("flat", "gaussian", r), find("flat", "sparse_sign", r), find("flat", "dattri", r)
+        if g and s:
+            ratios[f"sparse_vs_gaussian_speedup_r{r:.0e}"] = g["mean_batch_s"] / s["mean_batch_s"]
+        if g and d:
+            ratios[f"gaussian_vs_dattri_speedup_r{r:.0e}"] = d["mean_batch_s"] / g["mean_batch_s"]
+        if s and d:
+            ratios[f"sparse_vs_dattri_speedup_r{r:.0e}"] = d["mean_batch_s"] / s["mean_batch_s"]
+    k = find("kron", "kronecker")
+    for kind, cached, name in (
+        ("gaussian", False, "materialise_gaussian"),
+        ("gaussian", True, "materialise_gaussian_cached"),
+        ("sparse_sign", False, "materialise_sparse"),
+    ):
+        other = find("kron", kind, None, cached)
+        if k and other:
+            ratios[f"kronecker_vs_{name}_speedup"] = other["mean_batch_s"] / k["mean_batch_s"]
+
+    meta = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_avg_at_end": os.getloadavg(),
+        "dattri": dattri
+        or "not importable (install with: pip install --no-deps --target DIR dattri; pass --dattri-site DIR)",
+        "args": {k: v for k, v in vars(args).items() if k != "run_case"},
+    }
+    payload = {"meta": meta, "ratios": ratios, "results": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out.with_suffix(".json"), json.dumps(payload, indent=2))
+    _atomic_write(out.with_suffix(".md"), _markdown(payload))
+    print(json.dumps(ratios, indent=2))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _markdown(payload: dict) -> str:
+    meta, ratios, results = payload["meta"], payload["ratios"], payload["results"]
+    lines = [
+        "# Sketch benchmark",
+        "",
+        f"torch {meta['torch']} on {meta['cpu_count']} CPU cores ({meta['torch_threads']} torch threads), "
+        f"load average at the end {tuple(round(v, 1) for v in meta['load_avg_at_end'])}: the machine is shared, so "
+        "absolute times are noisy; the ratios are measured side by side in one run. Each case runs in a fresh "
+        "process; 'peak extra' is the peak resident set minus the resident set once the inputs exist. "
+        f"Peer: {meta['dattri']}.",
+        "",
+        f"## Flat gradients (dense float32 input, m = {meta['args']['m']})",
+        "",
+        "| r | sketch | batch | timed batches | s / batch | examples / s | setup s | peak extra memory |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        c = res["case"]
+        if c["experiment"] != "flat":
+            continue
+        if "error" in res:
+            lines.append(f"| {c['r']:.0e} | {c['kind']} | {c['batch']} | - | error: {res['error']} | | | |")
+            continue
+        label = f"{c['kind']} (nnz={c['nnz']})" if c["kind"] == "sparse_sign" else c["kind"]
+        lines.append(
+            f"| {c['r']:.0e} | {label} | {c['batch']} "
+            f"| {c['batches']} | {res['mean_batch_s']:.3f} | {res['examples_per_s']:.1f} | {res['setup_s']:.2f} "
+            f"| {_fmt_bytes(res['peak_extra_bytes'])} |"
+        )
+    kr = [r for r in results if r["case"]["experiment"] == "kron"]
+    if kr:
+        c0 = kr[0]["case"]
+        lines += [
+            "",
+            f"## One {c0['d_out']}×{c0['d_in']} linear layer, T = {c0['T']}, batch {c0['batch']}, m = {c0['m']}",
+            "",
+            "| path | s / batch | examples / s | setup s | peak extra memory | median abs(‖sketch‖²/‖ΔW‖² − 1) |",
+            "|---|---|---|---|---|---|",
+        ]
+        names = {
+            ("kronecker", False): "KroneckerSketch.apply_factors(δ, h) (m_out×m_in = %s)",
+            ("gaussian", False): "materialise ΔW, GaussianSketch (Γ regenerated)",
+            ("gaussian", True): "materialise ΔW, GaussianSketch (dense Γ cached)",
+            ("sparse_sign", False): "materialise ΔW, SparseSignSketch (nnz=4)",
+        }
+        for res in kr:
+            c = res["case"]
+            name = names[(c["kind"], bool(c.get("cached")))]
+            if "%s" in name:
+                name = name % "×".join(map(str, res.get("m_out_m_in", ["?", "?"])))
+            if "error" in res:
+                lines.append(f"| {name} | error: {res['error']} | | | | |")
+                continue
+            lines.append(
+                f"| {name} | {res['mean_batch_s']:.3f} | {res['examples_per_s']:.1f} | {res['setup_s']:.2f} | "
+                f"{_fmt_bytes(res['peak_extra_bytes'])} | {res['norm_ratio_median_abs_dev']:.3f} |"
+            )
+    lines += ["", "## Ratios (same run)", ""]
+    lines += [f"- `{k}`: **{v:.1f}×**" for k, v in ratios.items()]
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

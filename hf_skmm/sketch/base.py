@@ -118,14 +118,14 @@ def as_float_tensor(x: Any, in_dim: int, owner: str, name: str = "x") -> tuple[t
             f"{owner}.apply: {name} must be float32/float16/bfloat16 (or float64), got {t.dtype}; "
             f"convert it with {name}.float()."
         )
+    shape = tuple(t.shape)
     squeeze = t.dim() == 1
     if squeeze:
         t = t.unsqueeze(0)
     if t.dim() != 2 or t.shape[-1] != in_dim:
         raise ValueError(
-            f"{owner}.apply: {name} must have shape [batch, {in_dim}] (the sketch's in_dim), got "
-            f"{tuple(x.shape) if hasattr(x, 'shape') else '?'}; flatten each example to {in_dim} values "
-            "or build the sketch with the right in_dim."
+            f"{owner}.apply: {name} must have shape [batch, {in_dim}] (the sketch's in_dim), got {shape}; "
+            f"flatten each example to {in_dim} values or build the sketch with the right in_dim."
         )
     return t, squeeze
 

@@ -90,8 +90,8 @@ def run_select(args: SelectArguments, command: str | None = None) -> str:
             raise ValueError(
                 f"stratify_by={args.stratify_by!r} is not a column of the sketch dataset {sketched.column_names}."
             )
-        order = np.argsort(np.asarray(sketched["skmm_index"]))
-        stratify = np.asarray(sketched[args.stratify_by])[order]
+        columns = sketched.with_format("numpy", columns=["skmm_index", args.stratify_by])[:]
+        stratify = np.asarray(columns[args.stratify_by])[np.argsort(columns["skmm_index"])]
     kwargs = {} if args.c_s is None else {"c_s": args.c_s}
     start = time.perf_counter()
     result = select_from_sketches(

@@ -124,7 +124,7 @@ def test_select_is_deterministic_and_accepts_c_s(data, tmp_path):
         ([], "pass exactly one of --n or --fraction"),
         (["--n", "4", "--method", "nope"], "method='nope' is not a registered selector"),
         (["--n", "4", "--c_s", "1.5"], "c_s must be in (0, 1], got c_s=1.5"),
-        (["--n", "4", "--stratify_by", "label"], "stratify_by='label' is not a column of the sketch dataset"),
+        (["--n", "4", "--stratify_by", "label"], "pass --dataset_path SOURCE"),
     ],
 )
 def test_select_bad_input(data, tmp_path, capsys, args, message):
@@ -148,6 +148,39 @@ def test_select_missing_paths_and_existing_output(data, tmp_path, capsys):
     code = main(["select", "--sketch_dir", str(data / "sk"), "--output_dir", str(existing), "--n", "3"])
     assert code != 0 and "already exists" in capsys.readouterr().err
     np.testing.assert_array_equal(SelectionResult.load(existing).indices, before)  # untouched
+
+
+def test_select_stratified_by_a_source_column(data, tmp_path, capsys):
+    argv = ["select", "--sketch_dir", str(data / "sk"), "--n", "10", "--stratify_by", "label", "--no_plot"]
+    assert main([*argv, "--dataset_path", str(data / "src"), "--output_dir", str(tmp_path / "sel")]) == 0
+    result = SelectionResult.load(tmp_path / "sel")
+    labels = np.asarray(load_from_disk(str(data / "src"))["label"][:])
+    assert result.info["stratify_by"] == "label" and result.info["stratified"] is True
+    assert set(labels[result.indices]) == set(labels)  # every class is represented
+    _fails(
+        capsys,
+        [*argv, "--dataset_path", str(data / "other"), "--output_dir", str(tmp_path / "x")],
+        "fingerprint",
+        tmp_path / "x",
+    )
+    _fails(
+        capsys,
+        [
+            "select",
+            "--sketch_dir",
+            str(data / "sk"),
+            "--n",
+            "4",
+            "--stratify_by",
+            "nope",
+            "--dataset_path",
+            str(data / "src"),
+            "--output_dir",
+            str(tmp_path / "y"),
+        ],
+        "stratify_by='nope' is not a column of dataset_path",
+        tmp_path / "y",
+    )
 
 
 # --------------------------------------------------------------------------- export

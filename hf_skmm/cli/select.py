@@ -43,8 +43,19 @@ class SelectArguments:
         },
     )
     stratify_by: str | None = field(
-        default=None, metadata={"help": "Column of the sketch dataset to select within (e.g. the label)."}
+        default=None,
+        metadata={
+            "help": "Column to select within (e.g. the label): a column of the sketch dataset, else of "
+            "--dataset_path (the source dataset, checked against the sketches' provenance)."
+        },
     )
+    dataset_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Source dataset (save_to_disk dir or csv/json/parquet), read for --stratify_by only."
+        },
+    )
+    split: str | None = field(default=None, metadata={"help": "Split of dataset_path when it holds several."})
     plot: bool = field(default=True, metadata={"help": "Write spectrum.png next to the result."})
     overwrite: bool = field(default=False, metadata={"help": "Replace output_dir if it exists."})
 
@@ -64,12 +75,38 @@ class SelectArguments:
             raise ValueError(f"c_s must be in (0, 1], got c_s={self.c_s}; try 0.9.")
 
 
+def _stratify_labels(sketched, args: SelectArguments):
+    """Per-row labels in source row order, from the sketch dataset or the (checked) source dataset."""
+    import numpy as np
+
+    from hf_skmm.integrations.coreset import check_sketches_match, get_sketch_provenance
+    from hf_skmm.integrations.io import load_dataset_from_path
+
+    if args.stratify_by in sketched.column_names:
+        columns = sketched.with_format("numpy", columns=["skmm_index", args.stratify_by])[:]
+        return np.asarray(columns[args.stratify_by])[np.argsort(columns["skmm_index"])]
+    if args.dataset_path is None:
+        raise ValueError(
+            f"stratify_by={args.stratify_by!r} is not a column of the sketch dataset {sketched.column_names}; "
+            "pass --dataset_path SOURCE to read it from the source dataset."
+        )
+    dataset = load_dataset_from_path(args.dataset_path, split=args.split)
+    check_sketches_match(
+        dataset, len(sketched), (get_sketch_provenance(sketched).get("source") or {}).get("fingerprint")
+    )
+    if args.stratify_by not in dataset.column_names:
+        raise ValueError(
+            f"stratify_by={args.stratify_by!r} is not a column of dataset_path={args.dataset_path!r} "
+            f"(columns: {dataset.column_names})."
+        )
+    return np.asarray(dataset.with_format("numpy", columns=[args.stratify_by])[:][args.stratify_by])
+
+
 def run_select(args: SelectArguments, command: str | None = None) -> str:
     """Run the selection described by ``args``; returns the report text."""
     import time
     from pathlib import Path
 
-    import numpy as np
     from datasets import load_from_disk
 
     from hf_skmm.integrations.coreset import select_from_sketches, sketch_matrix
@@ -86,12 +123,7 @@ def run_select(args: SelectArguments, command: str | None = None) -> str:
     sketched = load_from_disk(str(sketch_dir))
     stratify = None
     if args.stratify_by is not None:
-        if args.stratify_by not in sketched.column_names:
-            raise ValueError(
-                f"stratify_by={args.stratify_by!r} is not a column of the sketch dataset {sketched.column_names}."
-            )
-        columns = sketched.with_format("numpy", columns=["skmm_index", args.stratify_by])[:]
-        stratify = np.asarray(columns[args.stratify_by])[np.argsort(columns["skmm_index"])]
+        stratify = _stratify_labels(sketched, args)
     kwargs = {} if args.c_s is None else {"c_s": args.c_s}
     start = time.perf_counter()
     result = select_from_sketches(

@@ -189,9 +189,8 @@ def test_select_stratified_by_a_source_column(data, tmp_path, capsys):
 def test_export_writes_coreset_card_and_hub_folder(data, tmp_path, capsys):
     out, hub = tmp_path / "coreset", tmp_path / "hub"
     argv = ["export", "--dataset_path", str(data / "src"), "--selection_dir", str(data / "sel")]
-    assert (
-        main([*argv, "--output_dir", str(out), "--hub_folder", str(hub), "--dataset_name", "tiny/texts"]) == 0
-    )
+    argv += ["--dataset_name", "tiny/texts", "--dataset_revision", "v1.0"]
+    assert main([*argv, "--output_dir", str(out), "--hub_folder", str(hub)]) == 0
     assert "wrote a coreset of 8 rows" in capsys.readouterr().out
     coreset = load_from_disk(str(out))
     result = SelectionResult.load(data / "sel")
@@ -201,6 +200,7 @@ def test_export_writes_coreset_card_and_hub_folder(data, tmp_path, capsys):
     card = DatasetCard.load(out / "README.md")
     rec = card.data.hf_skmm
     assert rec["source"]["dataset"] == "tiny/texts" and rec["source"]["fingerprint"] == source._fingerprint
+    assert rec["source"]["revision"] == "v1.0"
     assert rec["selection"]["n"] == 8 and rec["selection"]["N"] == N and rec["sketch"]["m"] == M
     commands = rec["reproduce"].split(" && \\\n")
     assert [c.split()[1] for c in commands] == ["extract", "select", "export"]

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 # what a user can fix: bad values, missing paths, an output that exists already
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError)
 EXIT_USER_ERROR = 2
 
 
@@ -32,8 +32,7 @@ def handle_user_errors(
             except USER_ERRORS as err:
                 if os.environ.get("HF_SKMM_DEBUG"):
                     raise
-                message = err.args[0] if isinstance(err, KeyError) and err.args else err
-                print(f"{prog}: error: {message}", file=sys.stderr)
+                print(f"{prog}: error: {err}", file=sys.stderr)
                 return EXIT_USER_ERROR
 
         return run

@@ -42,6 +42,10 @@ class ExportArguments:
         default=None,
         metadata={"help": "Name of the source dataset recorded in the card (default: dataset_path)."},
     )
+    dataset_revision: str | None = field(
+        default=None,
+        metadata={"help": "Hub revision (commit / tag) of the source dataset, recorded in the card."},
+    )
     push_to_hub: str | None = field(
         default=None,
         metadata={"help": "Also push the coreset and its card to this Hub dataset repo (USER/NAME)."},
@@ -103,6 +107,7 @@ def run_export(args: ExportArguments, command: str | None = None):
         result,
         source_dataset=args.dataset_name or args.dataset_path,
         source_fingerprint=getattr(dataset, "_fingerprint", None),
+        source_revision=args.dataset_revision,
         num_source_rows=len(dataset),
         reproduce_command=" && \\\n".join(commands) if commands else None,
     )

@@ -99,3 +99,12 @@ def test_baselines_on_clusters_behave_as_expected():
     unif = [select(x, 10, method="uniform", seed=s) for s in range(10)]
     gap = np.linalg.norm(x[herd.indices].mean(0) - x.mean(0))
     assert gap < min(np.linalg.norm(x[u.indices].mean(0) - x.mean(0)) for u in unif)
+
+
+def test_ridge_leverage_rank_option():
+    x = blobs(num=60, dim=5)
+    sv2 = np.linalg.svd(x, compute_uv=False) ** 2
+    _, _, info = select_ridge_leverage(x, 10, seed=0, rank=2)
+    assert info["ridge"] == pytest.approx(sv2[2:].sum() / 2)
+    with pytest.raises(ValueError, match="rank must be a positive integer"):
+        select(x, 3, method="ridge_leverage", rank=0)

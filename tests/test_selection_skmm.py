@@ -185,3 +185,47 @@ def test_skmm_beats_uniform_on_small_gmm():
     assert np.mean(f_skmm) < 0.01 * np.mean(f_unif)
     assert np.mean(c_skmm) < 0.95 * np.mean(c_unif)
     assert max(c_skmm) <= max(c_unif)
+
+
+def test_skmm_options_and_info():
+    g = gmm(num=300, dim=6)
+    base = select(g, 30, method="skmm", seed=1)
+    info = base.info
+    assert info["c_s_schedule"] == [0.999, 0.99, 0.9, 0.8, 0.7, 0.6]
+    assert info["c_s_target"] in info["c_s_schedule"]
+    # the schedule keeps the smallest feasible c_S: every attempt before the chosen one was feasible
+    attempts = info["attempts"]
+    chosen = [a["c_s"] for a in attempts].index(info["c_s_target"])
+    assert all(a["feasible"] for a in attempts[: chosen + 1]) or not info["feasible"]
+    assert info["precision"] == "float64" and info["rank"] == 6
+    fixed = select(g, 30, method="skmm", seed=1, c_s=0.9)
+    assert fixed.info["c_s_target"] == 0.9 and len(fixed.info["attempts"]) == 1
+    unif = select(g, 30, method="skmm", seed=1, weighting="uniform")
+    np.testing.assert_array_equal(unif.indices, base.indices)
+    np.testing.assert_allclose(unif.weights, 1 / 30)
+    rel = select(g, 30, method="skmm", seed=1, scaling="relative", c_s=0.9)
+    assert rel.info["feasible"]  # same feasible set, better conditioned
+    topk = select(g, 30, method="skmm", seed=1, draw="topk")
+    assert len(topk) == 30
+    f32 = select(g.astype(np.float32), 30, method="skmm", seed=1, precision="float32")
+    assert f32.info["precision"] == "float32" and len(f32) == 30
+    for bad in (
+        {"scaling": "whiten"},
+        {"weighting": "s2"},
+        {"precision": "half"},
+        {"c_s": "low"},
+        {"max_iter": -1},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            select(g, 30, method="skmm", **bad)
+
+
+def test_precomputed_spectrum_is_reused_and_checked():
+    g = gmm(num=200, dim=5)
+    spec = compute_spectrum(g)
+    a = select(g, 20, method="skmm", seed=0)
+    b = select(g, 20, method="skmm", seed=0, spectrum=spec)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert a.info["c_s_achieved"] == b.info["c_s_achieved"]
+    with pytest.raises(ValueError, match="spectrum was computed for 200 rows x 5 dims"):
+        select(g[:100], 20, method="skmm", spectrum=spec)

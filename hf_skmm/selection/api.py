@@ -104,6 +104,7 @@ def select(
     *,
     nonfinite: str = "raise",
     diagnostics: bool = True,
+    spectrum: Spectrum | None = None,
     **method_kwargs: Any,
 ) -> SelectionResult:
     """Select ``n`` rows of an ``[N, m]`` sketch matrix with a registered method.
@@ -121,6 +122,8 @@ def select(
         nonfinite: rows with NaN/inf: ``"raise"`` (default, ValueError listing them) or ``"exclude"``
             (never selected; Σ̃ and diagnostics use the finite rows only; costs one copy of them).
         diagnostics: add ``c_s_achieved`` & co to ``info`` (one O(N m²) pass; SkMM reuses it).
+        spectrum: precomputed :func:`compute_spectrum` of ``sketches`` to reuse across calls on the same
+            matrix (scripts that run many selections); ignored when rows are excluded or stratified.
         **method_kwargs: forwarded to the selector (e.g. ``c_s=0.9`` for skmm, ``probs=`` for entropy).
 
     Returns:
@@ -163,7 +166,15 @@ def select(
         logger.warning("select: excluding %d non-finite row(s) from %d.", bad.size, num)
     xs = x if rows.size == num else x[rows]
 
-    spectrum = compute_spectrum(xs) if (diagnostics or spec.accepts_spectrum) and labels is None else None
+    if spectrum is not None and (rows.size != num or labels is not None):
+        spectrum = None  # it describes the full matrix, not the subset the selector sees
+    if spectrum is not None and (spectrum.num_rows != num or spectrum.eigenvectors.shape[0] != x.shape[1]):
+        raise ValueError(
+            f"spectrum was computed for {spectrum.num_rows} rows x {spectrum.eigenvectors.shape[0]} dims, "
+            f"but sketches is {x.shape}; pass compute_spectrum(sketches) or None."
+        )
+    if spectrum is None and (diagnostics or spec.accepts_spectrum) and labels is None:
+        spectrum = compute_spectrum(xs)
     if labels is None:
         idx, weights, info = _run_selector(spec, xs, n, seed, kwargs, spectrum)
         idx = rows[idx]

@@ -35,17 +35,21 @@ def select_ridge_leverage(
     seed: int,
     *,
     ridge: float | None = None,
+    rank: int | None = None,
     draw: str = "systematic",
     spectrum: Spectrum | None = None,
 ) -> tuple[np.ndarray, None, dict[str, Any]]:
     """Ridge leverage scores ℓ_i(α) = g̃_iᵀ(G̃ᵀG̃ + αI)⁻¹g̃_i, sample ∝ ℓ without replacement.
 
-    ℓ_i = Σ_j (g̃_i·v_j)² / (N λ_j + α). ``ridge`` α defaults to :func:`default_ridge` with k = n.
+    ℓ_i = Σ_j (g̃_i·v_j)² / (N λ_j + α). ``ridge`` α defaults to :func:`default_ridge` with k = ``rank``
+    (default n), i.e. the tail energy of G̃ beyond rank k, divided by k.
     Rows are drawn with inclusion probabilities ∝ ℓ (systematic sampling) or ``draw="topk"``.
     """
     spec = spectrum if spectrum is not None else compute_spectrum(sketches)
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"rank must be a positive integer or None (= n); got {rank!r}.")
     if ridge is None:
-        ridge = default_ridge(spec.eigenvalues, spec.num_rows, n)
+        ridge = default_ridge(spec.eigenvalues, spec.num_rows, rank if rank is not None else n)
     elif not np.isfinite(ridge) or ridge <= 0:
         raise ValueError(f"ridge must be a positive number or None (automatic); got {ridge!r}.")
     scores = ridge_leverage_scores(sketches, float(ridge), spec)

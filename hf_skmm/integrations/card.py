@@ -88,7 +88,7 @@ def card_record(
             "num_rows": num_source_rows,
         },
         "model": {
-            "name": model.get("name_or_path"),
+            "name": model.get("name_or_path") or None,  # "" for a model built in code
             "class": model.get("class"),
             "revision": model.get("revision"),
             "weights_hash": model.get("weights_hash"),

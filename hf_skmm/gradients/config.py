@@ -34,7 +34,8 @@ class GradientConfig:
             "help": "Parameters to differentiate: 'head' (the last linear layer: classification/regression "
             "head), 'lora' (every trainable parameter a peft LoRA adapter adds: lora_A/lora_B, DoRA magnitudes, "
             "LoRA biases; not modules_to_save), 'last_k' (trainable parameters of the last `last_k` blocks and "
-            "everything after them, e.g. pooler + head), or 'names' (see `param_names`).",
+            "everything registered after them, e.g. pooler + head; an LM head tied to the input embedding is "
+            "not included), or 'names' (see `param_names`).",
             "choices": list(PARAMS),
         },
     )

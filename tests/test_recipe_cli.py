@@ -95,3 +95,36 @@ def test_train_on_an_exported_coreset(tiny_model_dir, tmp_path, capsys):
     assert main(argv[:-1]) == 2
     assert main(["train"]) == 2  # coreset_dir is required
     assert "coreset_dir is required" in capsys.readouterr().err
+
+
+def test_sweep_report_writes_table_and_plot(tmp_path):
+    """The sweep's report step (mean ± std table + error-bar plot) on synthetic run rows."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "sweep_vader.py"
+    spec = importlib.util.spec_from_file_location("sweep_vader", script)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    rows = []
+    for seed in range(3):
+        rows.append(dict(method="full", weighted=False, n=100, seed=seed, mse=1.0 + seed, pearson=0.8))
+        for n in (10, 20):
+            for method, weighted in (("skmm", False), ("skmm", True), ("uniform", False)):
+                rows.append(
+                    dict(
+                        method=method,
+                        weighted=weighted,
+                        n=n,
+                        seed=seed,
+                        mse=float(n + seed),
+                        pearson=0.5,
+                        c_s_achieved=2.0,
+                    )
+                )
+    (tmp_path / "runs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    text = sweep.report(tmp_path, "regression")
+    assert "| skmm | 11.0000 ± 1.0000 | 21.0000 ± 1.0000 |" in text
+    assert "| skmm+weighted |" in text and "| full data (N=100) | 2.0000 ± 1.0000" in text
+    assert (tmp_path / "table.md").read_text() == text
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -43,6 +43,11 @@ def format_screen(payload: dict) -> str:
 
 @handle_user_errors(PROG)
 def main(argv: Sequence[str]) -> int:
+    import os
+
+    # everything the recipe needs ships in installed packages: never wait on the Hub
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     from hf_skmm.cli.parsing import parse_dataclasses
     from hf_skmm.integrations.recipe import RecipeConfig
     from hf_skmm.integrations.trainer import TrainConfig

@@ -496,3 +496,63 @@ def test_generic_engine_vmaps_transformers_models_with_4d_masks(tok, texts):
         got = vm.per_example_gradients(data)
         assert vm._mask_layout == layout and vm._use_vmap
         torch.testing.assert_close(got, loop.per_example_gradients(data), atol=1e-6, rtol=1e-4)
+
+
+def test_label_free_targets_on_gpt2_match_independent_references(tok, texts):
+    model = _lora(tiny_gpt2(), ["c_attn"], fan_in_fan_out=True)
+    batch, examples = _lm_data(tok, texts)
+    names = select_parameter_names(model, GradientConfig(params="lora"))
+
+    def own_argmax_loss(m, ex):  # transformers' LM loss against the model's own greedy next tokens
+        logits = m(input_ids=ex["input_ids"]).logits
+        labels = torch.cat([ex["input_ids"][:, :1], logits[:, :-1].argmax(-1)], dim=1)
+        return m(input_ids=ex["input_ids"], labels=labels).loss
+
+    ref = _reference(model, names, examples, own_argmax_loss)
+    sk = GradientSketcher(model, GradientConfig(params="lora", target="pseudo_label"))
+    torch.testing.assert_close(sk.per_example_gradients(batch), ref, atol=1e-5 * ref.abs().max(), rtol=1e-4)
+    # random labels: padded batch == each example alone, given the same row numbers
+    rows = torch.arange(40, 40 + N)
+    rnd = GradientSketcher(model, GradientConfig(params="lora", target="random_label"), SketchConfig(dim=16))
+    alone = torch.cat(
+        [
+            rnd(dict(tok([t], return_tensors="pt")), row_indices=rows[i : i + 1])
+            for i, t in enumerate(texts["text"])
+        ]
+    )
+    torch.testing.assert_close(rnd(batch, row_indices=rows), alone, atol=1e-5, rtol=1e-4)
+
+
+def test_regression_output_target(tok, texts):
+    model = tiny_bert_classifier(num_labels=1)
+    batch, examples = _seq_cls_data(tok, texts, torch.zeros(N))
+    ref = _reference(
+        model, ["classifier.weight", "classifier.bias"], examples, lambda m, ex: m(**ex).logits[0, 0]
+    )
+    got = GradientSketcher(model, GradientConfig(target="output")).per_example_gradients(batch)
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-4)
+
+
+class _SharedLayer(torch.nn.Module):
+    """The same nn.Linear applied twice (weight sharing across depth, as in ALBERT)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = torch.nn.Linear(4, 6)
+        self.shared = torch.nn.Linear(6, 6)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, features):
+        return self.head(torch.tanh(self.shared(torch.tanh(self.shared(self.inp(features))))))
+
+
+def test_layer_called_twice_sums_both_calls():
+    torch.manual_seed(0)
+    model = _SharedLayer()
+    x, y = torch.randn(N, 4), torch.randint(0, 3, (N,))
+    batch = {"features": x, "labels": y}
+    examples = [{"features": x[i : i + 1], "labels": y[i : i + 1]} for i in range(N)]
+    cfg = {"params": "names", "param_names": ["shared"]}
+    _check_engines(
+        model, cfg, batch, examples, ["structured", "generic"], _mlp_loss, sketch_kind="kronecker", m=8
+    )

@@ -124,6 +124,8 @@ def test_select_is_deterministic_and_accepts_c_s(data, tmp_path):
         ([], "pass exactly one of --n or --fraction"),
         (["--n", "4", "--method", "nope"], "method='nope' is not a registered selector"),
         (["--n", "4", "--c_s", "1.5"], "c_s must be in (0, 1], got c_s=1.5"),
+        (["--n", "4", "--c_s", "0.9", "--method", "uniform"], "c_s is a target of method='skmm' only"),
+        (["--n", "4", "--method", "margin"], "method='margin' needs the model's outputs"),
         (["--n", "4", "--stratify_by", "label"], "pass --dataset_path SOURCE"),
     ],
 )

@@ -73,6 +73,10 @@ class SelectArguments:
             raise ValueError(f"fraction must be in (0, 1], got fraction={self.fraction}.")
         if self.c_s is not None and not 0.0 < self.c_s <= 1.0:
             raise ValueError(f"c_s must be in (0, 1], got c_s={self.c_s}; try 0.9.")
+        if self.c_s is not None and self.method != "skmm":
+            raise ValueError(
+                f"c_s is a target of method='skmm' only, got method={self.method!r}; drop --c_s."
+            )
 
 
 def _stratify_labels(sketched, args: SelectArguments):

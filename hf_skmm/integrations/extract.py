@@ -513,7 +513,8 @@ def extract_sketches(
         text_column: raw text column to tokenise (default ``"text"``, or the only string column).
         label_column: the label column, passed as ``labels`` (default: ``labels``/``label``/``label_ids``).
         max_length: truncation length when tokenising.
-        rows_per_chunk: rows per resumable chunk file (default 2048, at least ``batch_size``).
+        rows_per_chunk: rows per resumable chunk file (default ``min(2048, ceil(N / num_processes))``, at
+            least ``batch_size``). Any value resumes any earlier run: only uncovered rows are computed.
         model_hash: how the weights enter the cache key, see :func:`~hf_skmm.integrations.fingerprint.model_identity`.
 
     Returns:
@@ -548,9 +549,11 @@ def extract_sketches(
         rows_per_chunk=rows_per_chunk,
         model_hash=model_hash,
     )
-    chunk_rows = max(config.rows_per_chunk or DEFAULT_ROWS_PER_CHUNK, config.batch_size)
     num_rows = len(dataset)
     state = _state(accelerator)
+    # default: at most DEFAULT_ROWS_PER_CHUNK, and small enough that every process gets a chunk
+    default_chunk = min(DEFAULT_ROWS_PER_CHUNK, -(-num_rows // state.num_processes))
+    chunk_rows = max(config.rows_per_chunk or default_chunk, config.batch_size)
 
     plan = _plan_inputs(model, dataset, gradient_config, tokenizer, text_column, label_column)
     collator = _make_collator(tokenizer, data_collator)
@@ -655,7 +658,8 @@ def extract_sketches(
                     SKETCH_COLUMN: sketch.detach().to("cpu", torch.float32).numpy(),
                 }
 
-            with bar, _datasets_bars_disabled():
+            # enable_grad: the gradient layer differentiates even when the caller sits in torch.no_grad()
+            with bar, _datasets_bars_disabled(), torch.enable_grad():
                 for start, end in mine:
                     part = dataset.select(range(start, end)).select_columns(plan.columns).with_format(None)
                     part.map(

@@ -326,6 +326,8 @@ def test_gpt2_last_k_and_conv1d_structured(tok, texts):
     model = tiny_gpt2()
     batch, examples = _lm_data(tok, texts)
     _check_engines(model, {"params": "last_k", "last_k": 1}, batch, examples, ["generic"])
+    # the LM head is tied to the input embedding: one block, gradient of both uses (functional_call re-ties)
+    _check_engines(model, {"params": "head"}, batch, examples, ["generic"], sketch_kind="sparse_sign")
     # Conv1D weights ([d_in, d_out]) through the structured engine, Kronecker-sketched from factors
     cfg = {"params": "names", "param_names": [r"transformer\.h\.1\.(attn|mlp)\.c_.*"]}
     _check_engines(model, cfg, batch, examples, ["structured", "generic"], sketch_kind="kronecker")
@@ -455,13 +457,15 @@ def test_model_state_is_restored(tok, texts):
         assert torch.equal(v, state[k]), k
 
 
-def test_runs_under_no_grad_and_bf16_autocast(tok, texts):
+def test_runs_under_no_grad_inference_mode_and_bf16_autocast(tok, texts):
     model = _lora(tiny_bert_classifier(), ["query", "value"], task_type="SEQ_CLS")
     batch, _ = _seq_cls_data(tok, texts, torch.tensor([0, 1, 2, 1, 0]))
     sk = GradientSketcher(model, GradientConfig(params="lora"), SketchConfig(kind="kronecker", dim=16))
     full = sk(batch)
     with torch.no_grad():
         torch.testing.assert_close(sk(batch), full)
+    with torch.inference_mode():  # also with a batch made inside inference mode (inference tensors)
+        torch.testing.assert_close(sk({k: v.clone() for k, v in batch.items()}), full)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = sk(batch)
     assert low.dtype == torch.float32 and torch.isfinite(low).all()

@@ -74,7 +74,7 @@ def prepared_model(model: nn.Module, trainable: set[str] | None = None):
 
     Every module's ``training`` flag and every parameter's ``requires_grad`` flag are put back exactly as
     they were, also when an exception is raised. Gradients are enabled inside (callers may sit in
-    ``torch.no_grad()``).
+    ``torch.no_grad()`` or ``torch.inference_mode()``).
     """
     modes = [(module, module.training) for module in model.modules()]
     flags = [(p, p.requires_grad) for _, p in model.named_parameters()]
@@ -83,7 +83,7 @@ def prepared_model(model: nn.Module, trainable: set[str] | None = None):
         if trainable is not None:
             for name, p in model.named_parameters():
                 p.requires_grad_(name in trainable)
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():
             yield model
     finally:
         for module, mode in modes:
@@ -99,7 +99,15 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    out = {}
+    with torch.inference_mode(False):
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor):
+                # tensors made under torch.inference_mode() cannot be saved for backward: copy them
+                v = v.clone() if v.is_inference() else v
+                v = v.to(device)
+            out[k] = v
+    return out
 
 
 def _batch_size(batch: Mapping[str, Any]) -> int:

@@ -527,6 +527,25 @@ def test_label_free_targets_on_gpt2_match_independent_references(tok, texts):
     torch.testing.assert_close(rnd(batch, row_indices=rows), alone, atol=1e-5, rtol=1e-4)
 
 
+def test_token_pseudo_label_skips_ignored_tokens_in_both_engines(tok, texts):
+    model = tiny_bert_token_classifier()
+    batch, examples = _token_data(tok, texts)
+
+    def own_argmax_loss(m, ex):  # HF loss against the model's own argmax on the tokens not labelled -100
+        logits = m(**{k: v for k, v in ex.items() if k != "labels"}).logits
+        labels = torch.where(ex["labels"] == -100, -100, logits.argmax(-1))
+        return m(**{k: v for k, v in ex.items() if k != "labels"}, labels=labels).loss
+
+    _check_engines(
+        model,
+        {"params": "head", "target": "pseudo_label"},
+        batch,
+        examples,
+        ["structured", "generic"],
+        own_argmax_loss,
+    )
+
+
 def test_regression_output_target(tok, texts):
     model = tiny_bert_classifier(num_labels=1)
     batch, examples = _seq_cls_data(tok, texts, torch.zeros(N))

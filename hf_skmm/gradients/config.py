@@ -99,7 +99,8 @@ class GradientConfig:
     chunk_size: int = field(
         default=0,
         metadata={
-            "help": "Generic engine: examples per vmap chunk (bounds memory at chunk_size x r floats); 0 = whole batch."
+            "help": "Generic engine: examples processed (and sketched) together, bounding memory at about "
+            "chunk_size x r gradient entries; 0 = the whole batch."
         },
     )
 

@@ -112,7 +112,6 @@ def generic_per_example_grads(
     objective: Objective,
     batch_size: int,
     use_vmap: bool = True,
-    chunk_size: int = 0,
     mask_layout: str | None = None,
 ) -> torch.Tensor:
     """Per-example gradients ``[b, r]`` (float32, layout order) via ``torch.func``.
@@ -124,8 +123,8 @@ def generic_per_example_grads(
         labels: per-example labels ``[b, ...]`` or ``None``.
         objective: maps (logits, batch of one, labels of one) to f ``[1]``.
         batch_size: b.
-        use_vmap: vmap over the examples (else a Python loop over them).
-        chunk_size: examples per vmap call (0: all).
+        use_vmap: vmap over the examples (else a Python loop over them); callers bound memory by calling
+            this on chunks of the batch.
         mask_layout: pass the model a 4-D ``attention_mask`` of this layout (:func:`mask_4d`) instead of
             the 2-D one (from :func:`choose_mask_layout`; lets ``vmap`` trace transformers models).
 
@@ -157,15 +156,8 @@ def generic_per_example_grads(
         return torch.cat([g[n].reshape(b, -1).float() for n in names], dim=1)
 
     if use_vmap:
-        step = chunk_size or batch_size
-        chunks = []
-        for start in range(0, batch_size, step):
-            sl = slice(start, start + step)
-            ex = {k: v[sl] for k, v in mapped.items()}
-            lab = None if labels is None else labels[sl]
-            g = vmap(grad_f, in_dims=(None, 0, None if lab is None else 0))(selected, ex, lab)
-            chunks.append(flatten(g, next(iter(g.values())).shape[0]))
-        return torch.cat(chunks, dim=0)
+        g = vmap(grad_f, in_dims=(None, 0, None if labels is None else 0))(selected, mapped, labels)
+        return flatten(g, batch_size)
     rows = []
     for i in range(batch_size):
         ex = {k: v[i] for k, v in mapped.items()}

@@ -110,16 +110,18 @@ def token_mask(batch: Mapping[str, Any], task: str, like: torch.Tensor) -> torch
     return torch.as_tensor(mask, device=like.device).bool()
 
 
-def label_free_valid(batch: Mapping[str, Any], task: str, like: torch.Tensor) -> torch.Tensor:
+def label_free_valid(
+    batch: Mapping[str, Any], task: str, like: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """Label positions a label-free target ("pseudo_label", "output", "random_label") uses, [b, T] bool.
 
     Token classification: real tokens (attention mask) whose label, when the batch has labels, is not -100
     (special tokens / sub-word continuations). Causal LM: :func:`lm_label_mask` of the attention mask,
-    minus positions labelled -100 when the batch has labels (aligned with ``input_ids``).
+    minus positions labelled -100 when the batch has labels (aligned with ``input_ids``). ``labels``: the
+    batch's labels ([b, T]) or ``None``.
     """
     mask = token_mask(batch, task, like)
     valid = lm_label_mask(mask) if task == "causal_lm" else mask
-    labels = batch_labels(batch)
     if labels is not None and labels.dim() == 2:
         valid = valid & (labels.to(valid.device) != IGNORE_INDEX)
     return valid
@@ -186,7 +188,8 @@ def prepare_labels(
     row_indices: torch.Tensor | None,
     num_outputs: int,
 ) -> torch.Tensor | None:
-    """The labels the per-example loss uses (``None`` for "pseudo_label" / "output": built from the logits).
+    """The labels the per-example loss uses ("pseudo_label" / "output": ``None``, or for token tasks the
+    batch's ``[b, T]`` labels, used only as the mask of counted tokens).
 
     For causal LM the labels are aligned with ``input_ids`` (shifted inside the loss): the batch's
     ``labels`` if present, else ``input_ids`` with padded positions set to -100 (the usual LM collator).
@@ -195,7 +198,10 @@ def prepare_labels(
         ValueError: target "loss" without labels, or "random_label" without ``row_indices``.
     """
     if target in ("pseudo_label", "output"):
-        return None
+        # token tasks: the batch's labels only say which tokens count (-100 = ignored), never the target
+        labels = batch_labels(batch)
+        token_level = task in ("token_classification", "causal_lm")
+        return labels if token_level and labels is not None and labels.dim() == 2 else None
     if target == "random_label":
         if row_indices is None:
             raise ValueError(
@@ -206,7 +212,7 @@ def prepare_labels(
         ref = batch.get("input_ids", None)
         valid = None
         if task in ("causal_lm", "token_classification"):
-            valid = label_free_valid(batch, task, torch.as_tensor(ref))
+            valid = label_free_valid(batch, task, torch.as_tensor(ref), batch_labels(batch))
         labels = random_labels(task, row_indices, seed, num_outputs, valid)
         device = ref.device if isinstance(ref, torch.Tensor) else None
         return labels.to(device) if device is not None else labels
@@ -251,7 +257,7 @@ def per_example_objective(
     Args:
         logits: model output ``[b, C]`` (``[b]`` / ``[b, 1]`` for regression) or ``[b, T, C]`` (token tasks).
         batch: the batch (its ``attention_mask`` defines the tokens of token-level "pseudo_label" / "output").
-        labels: from :func:`prepare_labels` (``None`` for "pseudo_label" / "output").
+        labels: from :func:`prepare_labels` (for "pseudo_label" / "output" only a token mask, or ``None``).
         task, target: resolved task and :attr:`GradientConfig.target`.
         projection: the unit vector of "output" for a multi-output model.
     """
@@ -273,7 +279,7 @@ def per_example_objective(
     if task == "causal_lm":
         shift_z = z[:, :-1]
         if target in ("pseudo_label", "output"):
-            valid = label_free_valid(batch, task, z)[:, 1:]
+            valid = label_free_valid(batch, task, z, labels)[:, 1:]
             fill = (
                 shift_z.detach().argmax(-1)
                 if target == "pseudo_label"
@@ -285,7 +291,7 @@ def per_example_objective(
     else:
         shift_z = z
         if target in ("pseudo_label", "output"):
-            valid = label_free_valid(batch, task, z)
+            valid = label_free_valid(batch, task, z, labels)
             fill = (
                 z.detach().argmax(-1)
                 if target == "pseudo_label"

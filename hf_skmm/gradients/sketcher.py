@@ -200,15 +200,26 @@ def _run(
     with prepared_model(model):
         if mask_layout == "auto":
             mask_layout = choose_mask_layout(model, inputs, b) if use_vmap else None
-        grads = generic_per_example_grads(
-            model, layout, inputs, labels, objective, b, use_vmap=use_vmap, chunk_size=chunk_size,
-            mask_layout=mask_layout,
-        )  # fmt: skip
-    if sketch is None:
-        return grads
-    return sketch.apply_parts(
-        {block.name: grads[:, block.offset : block.offset + block.numel] for block in layout}
-    )
+        # chunk by chunk: at most chunk_size x r gradient entries exist at once when sketching
+        step = chunk_size or b
+        outs = []
+        for start in range(0, b, step):
+            sl = slice(start, min(start + step, b))
+            sub = {k: (v[sl] if _batched(v, b) else v) for k, v in inputs.items()}
+            grads = generic_per_example_grads(
+                model, layout, sub, None if labels is None else labels[sl], objective, sl.stop - sl.start,
+                use_vmap=use_vmap, mask_layout=mask_layout,
+            )  # fmt: skip
+            if sketch is not None:
+                grads = sketch.apply_parts(
+                    {block.name: grads[:, block.offset : block.offset + block.numel] for block in layout}
+                )
+            outs.append(grads)
+    return torch.cat(outs, dim=0)
+
+
+def _batched(value: Any, batch_size: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch_size
 
 
 def per_example_grads(

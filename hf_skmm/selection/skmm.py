@@ -70,10 +70,16 @@ Callback = Callable[[int, np.ndarray, float], Any]
 
 
 def moment_features(x: np.ndarray, vectors: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
-    """A = (G̃ V)² elementwise, [N, k], computed in float64 per row block and stored as ``dtype``."""
+    """A = (G̃ V)² elementwise, [N, k], computed per row block and stored as ``dtype``.
+
+    With a float32 A and float32 sketches the product runs in float32 (no float64 copy of a block; A is
+    float32 anyway); otherwise in float64.
+    """
     out = np.empty((len(x), vectors.shape[1]), dtype=dtype)
+    single = np.dtype(dtype) == np.float32 and x.dtype == np.float32
+    vec = vectors.astype(np.float32) if single else vectors
     for blk in row_blocks(len(x)):
-        proj = x[blk].astype(np.float64, copy=False) @ vectors
+        proj = x[blk] @ vec if single else x[blk].astype(np.float64, copy=False) @ vec
         np.multiply(proj, proj, out=proj)
         out[blk] = proj
     return out

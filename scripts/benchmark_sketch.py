@@ -86,14 +86,11 @@ def run_case(case: dict) -> dict:
     if kind == "gaussian":
         r_eff = case.get("r") or case["d_out"] * case["d_in"]
         cache = 2**62 if case.get("cached") else 0
-        sk = GaussianSketch(r_eff, m, seed=0, cache_max_bytes=cache)
-        if case.get("cached"):
-            sk._cached_unscaled(torch.device("cpu"))
+        sk = GaussianSketch(r_eff, m, seed=0, cache_max_bytes=cache).prepare("cpu")  # cached: Γ built now
         fn = lambda z: sk.apply(z)  # noqa: E731
     elif kind == "sparse_sign":
         r_eff = case.get("r") or case["d_out"] * case["d_in"]
-        sk = SparseSignSketch(r_eff, m, seed=0, nnz=case["nnz"])
-        _ = sk.indices  # generate the int32/int8 tables now (setup, not per batch)
+        sk = SparseSignSketch(r_eff, m, seed=0, nnz=case["nnz"]).prepare("cpu")  # CSR chunks built now
         fn = lambda z: sk.apply(z)  # noqa: E731
     elif kind == "dattri":
         from dattri.func.projection import ProjectionType, make_random_projector
@@ -107,8 +104,7 @@ def run_case(case: dict) -> dict:
         from hf_skmm.sketch import kronecker_factors
 
         m_out, m_in = kronecker_factors(m, case["d_out"], case["d_in"])
-        sk = KroneckerSketch(case["d_out"], case["d_in"], m_out, m_in, seed=0)
-        sk.factors("cpu")
+        sk = KroneckerSketch(case["d_out"], case["d_in"], m_out, m_in, seed=0).prepare("cpu")
         result["m_out_m_in"] = [m_out, m_in]
     else:
         raise ValueError(f"unknown kind {kind!r}")
@@ -192,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         default=1e6,
         help="largest r given to dattri (its Γ block is r×100 floats)",
     )
+    parser.add_argument("--rounds", type=int, default=2, help="round-robin repetitions (r >= 1e7: one)")
     parser.add_argument(
         "--skip-cached", action="store_true", help="skip the materialise + cached dense Γ case"
     )
@@ -215,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         nb = args.batches_large if r >= 10**7 else args.batches
         common = {"experiment": "flat", "r": r, "m": args.m, "batch": args.batch, "batches": nb}
         cases.append({**common, "kind": "gaussian"})
+        if r * args.m * 4 <= 256 * 2**20:  # fits GaussianSketch's default cache: also time the cached Γ
+            cases.append({**common, "kind": "gaussian", "cached": True})
         cases.append({**common, "kind": "sparse_sign", "nnz": args.nnz})
         if dattri and r <= args.dattri_max_r:
             cases.append({**common, "kind": "dattri", "dattri_site": args.dattri_site})
@@ -228,20 +227,36 @@ def main(argv: list[str] | None = None) -> None:
         cases.append({**kron, "kind": "gaussian", "cached": True})
     cases.append({**kron, "kind": "sparse_sign", "nnz": args.nnz})
 
+    # Round robin: every case runs once per round (large ones only in the first), so a burst of load from
+    # other processes hits all cases alike; each case keeps its best round.
+    runs: list[list[dict]] = [[] for _ in cases]
+    for rnd in range(args.rounds):
+        for i, case in enumerate(cases):
+            if rnd > 0 and case.get("r", 0) >= 10**7:
+                continue
+            label = f"{case['experiment']}:{case['kind']}{'+cached' if case.get('cached') else ''} r={case.get('r', '')}"
+            print(f"round {rnd + 1}: {label} ...", flush=True)
+            res = _spawn(case)
+            runs[i].append(res)
+            if "error" in res:
+                print(f"  ERROR {res['error']}", flush=True)
+            else:
+                print(
+                    f"  {res['mean_batch_s']:.3f} s/batch, {res['examples_per_s']:.1f} ex/s, setup {res['setup_s']:.2f} s, "
+                    f"peak extra {_fmt_bytes(res['peak_extra_bytes'])}",
+                    flush=True,
+                )
     results = []
-    for case in cases:
-        label = f"{case['experiment']}:{case['kind']}{'+cached' if case.get('cached') else ''} r={case.get('r', '')}"
-        print(f"running {label} ...", flush=True)
-        res = _spawn(case)
-        results.append(res)
-        if "error" in res:
-            print(f"  ERROR {res['error']}", flush=True)
-        else:
-            print(
-                f"  {res['mean_batch_s']:.3f} s/batch, {res['examples_per_s']:.1f} ex/s, setup {res['setup_s']:.2f} s, "
-                f"peak extra {_fmt_bytes(res['peak_extra_bytes'])}",
-                flush=True,
-            )
+    for case_runs in runs:
+        ok = [r for r in case_runs if "error" not in r]
+        if not ok:
+            results.append(case_runs[-1])
+            continue
+        best = dict(min(ok, key=lambda r: r["mean_batch_s"]))
+        best["rounds"] = len(ok)
+        best["all_batch_s"] = [t for r in ok for t in r["batch_s"]]
+        best["peak_extra_bytes"] = max(r["peak_extra_bytes"] for r in ok)
+        results.append(best)
 
     def find(experiment, kind, r=None, cached=False):
         for res in results:
@@ -258,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     ratios = {}
     for r in (int(v) for v in args.r):
         g, s, d = find("flat", "gaussian", r), find("flat", "sparse_sign", r), find("flat", "dattri", r)
+        gc_ = find("flat", "gaussian", r, cached=True)
+        if gc_ and s:
+            ratios[f"sparse_vs_cached_gaussian_speedup_r{r:.0e}"] = gc_["mean_batch_s"] / s["mean_batch_s"]
         if g and s:
             ratios[f"sparse_vs_gaussian_speedup_r{r:.0e}"] = g["mean_batch_s"] / s["mean_batch_s"]
         if g and d:
@@ -312,7 +330,7 @@ def _markdown(payload: dict) -> str:
         "",
         f"## Flat gradients (dense float32 input, m = {meta['args']['m']})",
         "",
-        "| r | sketch | batch | timed batches | s / batch | examples / s | setup s | peak extra memory |",
+        "| r | sketch | batch | timed batches × rounds | best s / batch | examples / s | setup s | peak extra memory |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
@@ -322,10 +340,16 @@ def _markdown(payload: dict) -> str:
         if "error" in res:
             lines.append(f"| {c['r']:.0e} | {c['kind']} | {c['batch']} | - | error: {res['error']} | | | |")
             continue
-        label = f"{c['kind']} (nnz={c['nnz']})" if c["kind"] == "sparse_sign" else c["kind"]
+        label = {
+            "sparse_sign": f"sparse_sign (nnz={c.get('nnz')})",
+            "gaussian": "gaussian (dense Γ cached)"
+            if c.get("cached")
+            else "gaussian (Γ regenerated per batch)",
+            "dattri": "dattri BasicProjector (normal)",
+        }[c["kind"]]
         lines.append(
             f"| {c['r']:.0e} | {label} | {c['batch']} "
-            f"| {c['batches']} | {res['mean_batch_s']:.3f} | {res['examples_per_s']:.1f} | {res['setup_s']:.2f} "
+            f"| {c['batches']} × {res.get('rounds', 1)} | {res['mean_batch_s']:.3f} | {res['examples_per_s']:.1f} | {res['setup_s']:.2f} "
             f"| {_fmt_bytes(res['peak_extra_bytes'])} |"
         )
     kr = [r for r in results if r["case"]["experiment"] == "kron"]

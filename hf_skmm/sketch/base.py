@@ -186,6 +186,13 @@ class Sketch(ABC):
 
     __call__ = apply
 
+    def prepare(self, device: torch.device | str = "cpu") -> Sketch:
+        """Build what :meth:`apply` needs on ``device`` now (cached tables / matrices), instead of on first use.
+
+        Optional: ``apply`` prepares lazily. Returns ``self``.
+        """
+        return self
+
     @abstractmethod
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         """Sketch a validated ``[b, in_dim]`` tensor (any floating dtype) to float32 ``[b, out_dim]``."""

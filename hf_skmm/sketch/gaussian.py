@@ -116,6 +116,11 @@ class GaussianSketch(Sketch):
             self._cache[device] = cpu.to(device)
         return self._cache[device]
 
+    def prepare(self, device: torch.device | str = "cpu") -> GaussianSketch:
+        """Generate and cache the dense Γ on ``device`` if it fits ``cache_max_bytes`` (else nothing to do)."""
+        self._cached_unscaled(torch.device(device))
+        return self
+
     # ---------------------------------------------------------------------------------------- apply
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         device = x.device

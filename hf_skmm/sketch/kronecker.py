@@ -114,6 +114,11 @@ class KroneckerSketch(Sketch):
             self._factors[device] = (cpu[0].to(device), cpu[1].to(device))
         return self._factors[device]
 
+    def prepare(self, device: torch.device | str = "cpu") -> KroneckerSketch:
+        """Generate Γ_out and Γ_in on ``device`` now."""
+        self.factors(device)
+        return self
+
     def _dense(self) -> torch.Tensor:
         g_out, g_in = self.factors("cpu")
         return torch.kron(g_out, g_in)

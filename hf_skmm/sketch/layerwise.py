@@ -125,6 +125,12 @@ class LayerwiseSketch(Sketch):
             logger.info("LayerwiseSketch: r=%d < m=%d, the sketch does not compress.", sketch.in_dim, out_dim)
         return sketch
 
+    def prepare(self, device: torch.device | str = "cpu") -> LayerwiseSketch:
+        """Prepare every part on ``device``."""
+        for part in self.parts.values():
+            part.prepare(device)
+        return self
+
     def apply_parts(self, grads: Mapping[str, Any], allow_missing: bool = False) -> torch.Tensor:
         """Σ_l Γ_lᵀ g_l for per-part inputs.
 

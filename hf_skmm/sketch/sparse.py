@@ -105,11 +105,13 @@ class SparseSignSketch(Sketch):
             chunks = []
             for k in range(self._num_chunks()):
                 idx, sgn = self._generate_chunk(k)
-                rows = idx.reshape(-1).long()  # output coordinate of each non-zero
+                rows = idx.reshape(-1).numpy()  # output coordinate of each non-zero
+                # stable counting order of the rows: numpy's radix sort on uint16 keys is ~100x torch.argsort
+                keys = rows.astype(np.uint16) if self.out_dim <= np.iinfo(np.uint16).max else rows
+                order = torch.from_numpy(np.argsort(keys, kind="stable"))
                 cols = torch.arange(idx.shape[0], dtype=torch.int32).repeat_interleave(self.nnz)
-                order = torch.argsort(rows, stable=True)
                 crow = torch.zeros(self.out_dim + 1, dtype=torch.int32)
-                crow[1:] = torch.bincount(rows, minlength=self.out_dim).cumsum(0)
+                crow[1:] = torch.from_numpy(np.bincount(rows, minlength=self.out_dim).cumsum())
                 with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
                     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                     gamma_t = torch.sparse_csr_tensor(
@@ -122,6 +124,11 @@ class SparseSignSketch(Sketch):
                 chunks.append(gamma_t.to(device))
             self._csr_cache[device] = chunks
         return self._csr_cache[device]
+
+    def prepare(self, device: torch.device | str = "cpu") -> SparseSignSketch:
+        """Build the CSR chunks of Γᵀ on ``device`` now (done lazily by the first ``apply`` otherwise)."""
+        self._transposed_chunks(torch.device(device))
+        return self
 
     @property
     def indices(self) -> torch.Tensor:

@@ -260,3 +260,13 @@ def test_uncertainty_scores_match_definitions():
         np.testing.assert_array_equal(
             select(x, 7, method=method, logits=np.log(p) + 3.0).indices, np.sort(idx)
         )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs on GPU machines)")
+def test_cuda_tensor_equals_numpy():
+    x = data()
+    for method in ("skmm", "uniform", "ridge_leverage"):
+        a = select(x, 9, method=method, seed=3)
+        b = select(torch.from_numpy(x).cuda(), 9, method=method, seed=3)
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.weights, b.weights)

@@ -266,7 +266,9 @@ def select_skmm(
         seed: seeds the initial support (n uniform rows at 1/n) and the draw.
         c_s: target c_S ∈ (0, 1] (the paper's variance factor), or ``"auto"`` for the schedule.
         schedule: c_S values tried in order by ``"auto"`` (default: the authors' 0.999 … 0.6).
-        max_iter: FISTA iterations per c_S value.
+        max_iter: FISTA iterations per c_S value. Each costs two passes over A (N×k): measured ≈ 0.14 s at
+            N = 1e5 and ≈ 1 s at N = 1e6 (k = 256, float32, on a loaded 2-core machine; see
+            ``scripts/results/benchmark_selection.md``); ``max_iter=100`` keeps N = 1e6 near two minutes.
         feasibility_tol: largest relative shortfall max_j (λ_j/c_S − (Aᵀs)_j)/(λ_j/c_S) counted as feasible.
         stall_window, stall_tol: a c_S value is abandoned as "stalled" when the best F improved by less
             than a relative ``stall_tol`` over the last ``stall_window`` iterations (the authors lower

@@ -117,8 +117,10 @@ def test_apply_equals_dense_matrix(sketch):
     torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5)
     # a 1-D input is one row
     torch.testing.assert_close(sketch.apply(x[0].float()), y[0])
-    # __call__ is apply
+    # __call__ is apply; prepare() only builds caches
     torch.testing.assert_close(sketch(x.float()), y)
+    assert sketch.prepare("cpu") is sketch
+    torch.testing.assert_close(sketch.apply(x.float()), y)
 
 
 @pytest.mark.parametrize("sketch", SKETCHES, ids=_ids(SKETCHES))
@@ -190,6 +192,47 @@ def test_gaussian_large_r_streams_blocks_without_dense_gamma(monkeypatch):
     assert max(sizes) == 4 * GEN_CHUNK_ROWS and sum(sizes) == 8 * GEN_CHUNK_ROWS
     assert not sk._cache
     torch.testing.assert_close(y[0], y[1])
+
+
+_PEAK_CODE = """
+import json, sys, pathlib, torch
+from hf_skmm.sketch import GaussianSketch
+r, m, b = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+def status(key):
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+x = torch.randn(b, r, generator=torch.Generator().manual_seed(0))
+sk = GaussianSketch(r, m, seed=0)
+pathlib.Path("/proc/self/clear_refs").write_text("5")  # reset the peak to the current resident set
+rss = status("VmRSS")
+y = sk.apply(x)
+print(json.dumps({"extra": status("VmHWM") - rss, "finite": bool(torch.isfinite(y).all()), "shape": list(y.shape)}))
+"""
+
+
+def _gaussian_peak_extra(r: int, m: int, b: int) -> dict:
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("needs Linux /proc/self/clear_refs to measure the peak resident set")
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_CODE, str(r), str(m), str(b)], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_gaussian_memory_is_bounded_by_the_block_not_by_gamma():
+    """r = 250,000, m = 1024: the dense Γ would take 977 MiB; applying it must stay far below that."""
+    res = _gaussian_peak_extra(250_000, 1024, 4)
+    assert res["finite"] and res["shape"] == [4, 1024]
+    assert res["extra"] < 256 * 2**20, res["extra"] / 2**20  # one 16384x1024 block is 64 MiB
+
+
+@pytest.mark.slow
+def test_gaussian_r_1e7_m_1024_under_1_gib():
+    """The issue's size: r = 10^7, m = 1024 (Γ would be 38 GiB) with < 1 GiB extra memory (minutes on a CPU)."""
+    res = _gaussian_peak_extra(10_000_000, 1024, 2)
+    assert res["finite"] and res["shape"] == [2, 1024]
+    assert res["extra"] < 2**30, res["extra"] / 2**20
 
 
 def test_gaussian_skip_zero_blocks_is_exact():

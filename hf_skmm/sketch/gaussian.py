@@ -98,9 +98,8 @@ class GaussianSketch(Sketch):
         for k in range(start // GEN_CHUNK_ROWS, math.ceil(stop / GEN_CHUNK_ROWS)):
             lo = k * GEN_CHUNK_ROWS
             hi = min(lo + GEN_CHUNK_ROWS, self.in_dim)
-            torch.randn(
-                hi - lo, self.out_dim, generator=self._chunk_generator(k), out=block[lo - start : hi - start]
-            )
+            # in-place normal_ draws exactly torch.randn(hi - lo, m, generator=...) (same values), a bit faster
+            block[lo - start : hi - start].normal_(generator=self._chunk_generator(k))
         return block
 
     def _dense(self) -> torch.Tensor:

@@ -277,7 +277,7 @@ def plot(out: dict, args: argparse.Namespace, path: Path) -> None:
         lw = 2.5 if method == "skmm" else 1.2
         ax.loglog(args.sizes, means, "o-", label=method, linewidth=lw)
         ax.fill_between(args.sizes, np.maximum(means - stds, 1e-6), means + stds, alpha=0.15)
-    ax.axhline(out["full_risk"], color="k", linestyle="--", linewidth=1, label="full data")
+    ax.axhline(out["full_risk"], color="k", linestyle="--", linewidth=1, label="full data (CV α)")
     ax.set_xlabel("coreset size n")
     ax.set_ylabel(r"$L_D(\theta_S)$ (full-set empirical risk)")
     ax.set_title(f"GMM ridge regression, N={args.num}, r={args.dim}, {args.seeds} seeds")

@@ -127,7 +127,7 @@ class KroneckerSketch(Sketch):
         g_out, g_in = self.factors(x.device)
         b = x.shape[0]
         w = x.reshape(b, self.d_out, self.d_in).float()
-        # Γ_outᵀ ΔW Γ_in, contracting the larger side first is not needed: both are matmuls
+        # row-major vec: x[b, i*d_in + j] = ΔW[b, i, j]; sketch = Γ_outᵀ ΔW Γ_in, flattened row-major
         out = torch.matmul(g_out.T, torch.matmul(w, g_in))  # [b, m_out, m_in]
         return out.reshape(b, self.out_dim)
 

@@ -181,9 +181,9 @@ def test_gaussian_large_r_streams_blocks_without_dense_gamma(monkeypatch):
     sizes = []
     real = GaussianSketch.unscaled_rows
 
-    def spy(self, start, stop):
+    def spy(self, start, stop, out=None):
         sizes.append(stop - start)
-        return real(self, start, stop)
+        return real(self, start, stop, out=out)
 
     monkeypatch.setattr(GaussianSketch, "unscaled_rows", spy)
     x = torch.zeros(2, sk.in_dim)

@@ -60,6 +60,21 @@ def test_run_on_vader_with_a_tiny_model(tiny_model_dir, tmp_path, capsys):
     assert results["dataset"] == "VADER lexicon (regression)"
     assert results["num_train"] == 80 and results["num_test"] == 1502
     assert (out_dir / "coresets" / "skmm-n10-seed0" / "selection").is_dir()
+    # the exported coreset trains again with `hf-skmm train` (default eval data: the VADER test split)
+    trained = tmp_path / "trained"
+    argv = [
+        "train",
+        "--coreset_dir",
+        str(out_dir / "coresets" / "skmm-n10-seed0"),
+        "--model_path",
+        str(tiny_model_dir),
+    ]
+    assert (
+        main([*argv, "--min_steps", "5", "--num_epochs", "1", "--weighted", "--output_dir", str(trained)])
+        == 0
+    )
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["num_train"] == 10 and metrics["num_test"] == 1502
 
 
 def test_train_on_an_exported_coreset(tiny_model_dir, tmp_path, capsys):

@@ -76,7 +76,7 @@ def run_train(args, train_config) -> dict:
         raise FileNotFoundError(
             f"coreset_dir={args.coreset_dir!r} does not exist; pass an exported coreset directory."
         )
-    coreset = load_from_disk(args.coreset_dir)
+    coreset = load_from_disk(args.coreset_dir).with_format(None)
     if args.eval_dataset_path is None:
         test = load_vader(args.task, seed=args.split_seed)["test"]
     else:

@@ -131,7 +131,11 @@ def encode_features(
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         tokens = tokenizer(
-            batch[text_column], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            [str(t) for t in batch[text_column]],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
         ).to(device)
         with torch.no_grad():
             outputs = encoder(**tokens)
@@ -624,7 +628,9 @@ def _run_seed(prepared, config, train_config, variants, seed, output_dir, bar) -
                 reproduce_command=f"hf-skmm run --n {config.n} --seeds {seed} --methods {method}",
             )
             save_coreset(
-                coreset.select_columns([c for c in coreset.column_names if c != "features"]),
+                coreset.select_columns([c for c in coreset.column_names if c != "features"]).with_format(
+                    None
+                ),
                 result,
                 output_dir / CORESETS_DIR / f"{method}-n{config.n}-seed{seed}",
                 card=card,

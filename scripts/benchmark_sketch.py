@@ -38,11 +38,11 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 NOTES = [
-    "Gaussian rows time the memory-bounded mode: Γ is regenerated from the seed for every batch "
-    "(r·m·4 bytes exceeds the default 256 MiB cache), so drawing r·m normals dominates; the cached row shows the "
-    "matmul-only cost when Γ fits the cache.",
-    "r = 1e7 cases run one batch in one round (about three minutes for the Gaussian one), measured in full, not "
-    "extrapolated.",
+    "'Γ regenerated per batch' rows force the memory-bounded mode (cache off): Γ is redrawn from the seed for "
+    "every batch, so drawing r·m normals dominates. That is GaussianSketch's default for r ≥ 1e6 at m = 512 "
+    "(r·m·4 bytes > its 256 MiB cache); at r = 1e5 the default caches Γ, which the 'dense Γ cached' row times.",
+    "r = 1e7 cases run one batch in one round, measured in full (not extrapolated); it takes one to three minutes "
+    "for the Gaussian sketch depending on the load from other processes.",
     "dattri: `pip download --no-deps dattri` fetched the 0.3.0 wheel (296 kB) in seconds; its runtime requirements "
     "(numpy, scipy, pyyaml, tqdm, pretty_midi) pull no torch/CUDA (torch is only in its `test` extra), and "
     "`dattri.func.projection` imports only torch, so it was installed with `pip install --no-deps --target DIR` "
@@ -211,11 +211,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--small", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--out", default=str(RESULTS / "benchmark_sketch"), help="output path without suffix")
+    parser.add_argument("--render-only", default=None, help="re-render ratios + markdown from a result .json")
     parser.add_argument("--run-case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.run_case:
         print(json.dumps(run_case(json.loads(args.run_case))))
+        return
+    if args.render_only:  # recompute ratios and the markdown from an existing result file (no new timings)
+        payload = json.loads(Path(args.render_only).read_text())
+        payload["ratios"], payload["ratios_per_round"] = compute_ratios(payload["results"])
+        out = Path(args.render_only).with_suffix("")
+        _atomic_write(out.with_suffix(".json"), json.dumps(payload, indent=2))
+        _atomic_write(out.with_suffix(".md"), _markdown(payload))
+        print(json.dumps(payload["ratios"], indent=2))
         return
     if args.small:
         args.r, args.batch, args.d, args.T, args.m = [1e4, 1e5], 16, [64, 64], 16, 64
@@ -273,41 +282,10 @@ def main(argv: list[str] | None = None) -> None:
         best["rounds"] = len(ok)
         best["all_batch_s"] = [t for r in ok for t in r["batch_s"]]
         best["peak_extra_bytes"] = max(r["peak_extra_bytes"] for r in ok)
+        best["round_means"] = [r["mean_batch_s"] for r in ok]
         results.append(best)
 
-    def find(experiment, kind, r=None, cached=False):
-        for res in results:
-            c = res["case"]
-            if (c["experiment"], c["kind"], c.get("r"), bool(c.get("cached"))) == (
-                experiment,
-                kind,
-                r,
-                cached,
-            ):
-                return None if "error" in res else res
-        return None
-
-    ratios = {}
-    for r in (int(v) for v in args.r):
-        g, s, d = find("flat", "gaussian", r), find("flat", "sparse_sign", r), find("flat", "dattri", r)
-        gc_ = find("flat", "gaussian", r, cached=True)
-        if gc_ and s:
-            ratios[f"sparse_vs_cached_gaussian_speedup_r{r:.0e}"] = gc_["mean_batch_s"] / s["mean_batch_s"]
-        if g and s:
-            ratios[f"sparse_vs_gaussian_speedup_r{r:.0e}"] = g["mean_batch_s"] / s["mean_batch_s"]
-        if g and d:
-            ratios[f"gaussian_vs_dattri_speedup_r{r:.0e}"] = d["mean_batch_s"] / g["mean_batch_s"]
-        if s and d:
-            ratios[f"sparse_vs_dattri_speedup_r{r:.0e}"] = d["mean_batch_s"] / s["mean_batch_s"]
-    k = find("kron", "kronecker")
-    for kind, cached, name in (
-        ("gaussian", False, "materialise_gaussian"),
-        ("gaussian", True, "materialise_gaussian_cached"),
-        ("sparse_sign", False, "materialise_sparse"),
-    ):
-        other = find("kron", kind, None, cached)
-        if k and other:
-            ratios[f"kronecker_vs_{name}_speedup"] = other["mean_batch_s"] / k["mean_batch_s"]
+    ratios, ratios_per_round = compute_ratios(results)
 
     meta = {
         "python": platform.python_version(),
@@ -320,12 +298,58 @@ def main(argv: list[str] | None = None) -> None:
         or "not importable (install with: pip install --no-deps --target DIR dattri; pass --dattri-site DIR)",
         "args": {k: v for k, v in vars(args).items() if k != "run_case"},
     }
-    payload = {"meta": meta, "ratios": ratios, "results": results}
+    payload = {"meta": meta, "ratios": ratios, "ratios_per_round": ratios_per_round, "results": results}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out.with_suffix(".json"), json.dumps(payload, indent=2))
     _atomic_write(out.with_suffix(".md"), _markdown(payload))
     print(json.dumps(ratios, indent=2))
+
+
+_PAIRS = [  # (name, numerator case, denominator case): ratio = time(numerator) / time(denominator)
+    ("sparse_vs_cached_gaussian_speedup_r{r}", ("flat", "gaussian", True), ("flat", "sparse_sign", False)),
+    ("sparse_vs_gaussian_speedup_r{r}", ("flat", "gaussian", False), ("flat", "sparse_sign", False)),
+    ("gaussian_vs_dattri_speedup_r{r}", ("flat", "dattri", False), ("flat", "gaussian", False)),
+    ("sparse_vs_dattri_speedup_r{r}", ("flat", "dattri", False), ("flat", "sparse_sign", False)),
+    ("kronecker_vs_materialise_gaussian_speedup", ("kron", "gaussian", False), ("kron", "kronecker", False)),
+    (
+        "kronecker_vs_materialise_gaussian_cached_speedup",
+        ("kron", "gaussian", True),
+        ("kron", "kronecker", False),
+    ),
+    ("kronecker_vs_materialise_sparse_speedup", ("kron", "sparse_sign", False), ("kron", "kronecker", False)),
+]
+
+
+def _round_means(res: dict) -> list[float]:
+    if "round_means" in res:
+        return res["round_means"]
+    n = res["case"]["batches"]  # older result files: split the concatenated batch times by round
+    times = res.get("all_batch_s", res["batch_s"])
+    return [sum(times[i : i + n]) / n for i in range(0, len(times), n)]
+
+
+def compute_ratios(results: list[dict]) -> tuple[dict, dict]:
+    """Speed-up ratios from the best round of each case, and the same ratio round by round."""
+    index = {}
+    for res in results:
+        if "error" in res:
+            continue
+        c = res["case"]
+        index[(c["experiment"], c["kind"], bool(c.get("cached")), c.get("r"))] = res
+    ratios, per_round = {}, {}
+    rs = sorted({c[3] for c in index if c[3] is not None}) or [None]
+    for name, (e1, k1, c1), (e2, k2, c2) in _PAIRS:
+        for r in rs if "{r}" in name else [None]:
+            num, den = index.get((e1, k1, c1, r)), index.get((e2, k2, c2, r))
+            if num is None or den is None:
+                continue
+            key = name.format(r=f"{r:.0e}") if r is not None else name
+            ratios[key] = num["mean_batch_s"] / den["mean_batch_s"]
+            a, b = _round_means(num), _round_means(den)
+            if len(a) == len(b) > 1:
+                per_round[key] = [x / y for x, y in zip(a, b)]
+    return ratios, per_round
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -398,7 +422,12 @@ def _markdown(payload: dict) -> str:
                 f"{_fmt_bytes(res['peak_extra_bytes'])} | {res['norm_ratio_median_abs_dev']:.3f} |"
             )
     lines += ["", "## Ratios (same run, best round of each case)", ""]
-    lines += [f"- `{k}`: **{v:.1f}×**" for k, v in ratios.items()]
+    per_round = payload.get("ratios_per_round", {})
+    lines += [
+        f"- `{k}`: **{v:.1f}×**"
+        + (f" (round by round: {', '.join(f'{x:.1f}×' for x in per_round[k])})" if k in per_round else "")
+        for k, v in ratios.items()
+    ]
     lines += ["", "## Notes", ""] + [f"- {note}" for note in NOTES] + [""]
     return "\n".join(lines)
 

@@ -40,7 +40,13 @@ def parse_args(argv=None):
     p.add_argument("--c-s", type=float, default=None)
     p.add_argument("--stratify", action="store_true")
     p.add_argument("--no-full", action="store_true", help="skip the full-data ceiling")
-    p.add_argument("--learning-rate", type=float, default=1e-2)
+    p.add_argument("--mode", default="linear_probe", choices=["linear_probe", "lora"])
+    p.add_argument("--pool-size", type=int, default=0, help="subsample the training pool (0 = all 6,004)")
+    p.add_argument(
+        "--learning-rate", type=float, default=None, help="default: 1e-2 (linear probe), 1e-3 (LoRA)"
+    )
+    p.add_argument("--min-steps", type=int, default=None, help="default: 200 (linear probe), 100 (LoRA)")
+    p.add_argument("--num-epochs", type=float, default=None, help="default: 10 (linear probe), 5 (LoRA)")
     p.add_argument("--out", default=None, help="default: scripts/results/sweep_vader_<task>")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--report-only", action="store_true")
@@ -77,13 +83,20 @@ def sweep(args) -> None:
         runs_file.unlink()
     config = RecipeConfig(
         task=args.task,
+        mode=args.mode,
+        pool_size=args.pool_size,
         sketch_dim=args.sketch_dim,
         gradient_target=args.target,
         c_s=args.c_s,
         stratify=args.stratify,
         output_dir=str(out / "work"),
     )
-    train_config = TrainConfig(learning_rate=args.learning_rate)
+    lora = args.mode == "lora"
+    train_config = TrainConfig(
+        learning_rate=args.learning_rate or (1e-3 if lora else 1e-2),
+        min_steps=args.min_steps if args.min_steps is not None else (100 if lora else 200),
+        num_epochs=args.num_epochs or (5.0 if lora else 10.0),
+    )
     (out / "config.json").write_text(
         json.dumps(
             {"recipe": config.to_dict(), "train": train_config.to_dict(), "argv": sys.argv[1:]}, indent=2
@@ -113,6 +126,7 @@ def sweep(args) -> None:
                 prepared.input_columns,
                 dataclasses.replace(train_config, seed=seed),
                 tmp_dir,
+                base_collator=prepared.base_collator,
             )
             record(
                 dict(
@@ -154,6 +168,7 @@ def sweep(args) -> None:
                             prepared.input_columns,
                             dataclasses.replace(train_config, seed=seed, weighted=weighted),
                             tmp_dir,
+                            base_collator=prepared.base_collator,
                         )
                         record(
                             dict(
@@ -270,7 +285,12 @@ def plot(out: Path, rows, names, sizes, metric, full, task) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("coreset size n (log scale)")
     ax.set_ylabel(f"test {metric}")
-    ax.set_title(f"VADER {task}, all-MiniLM-L6-v2 linear probe: coreset vs n (mean ± std over seeds)")
+    mode = (
+        json.loads((out / "config.json").read_text())["recipe"]["mode"]
+        if (out / "config.json").exists()
+        else ""
+    )
+    ax.set_title(f"VADER {task}, all-MiniLM-L6-v2 {mode}: coreset vs n (mean ± std over seeds)")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from hf_skmm._config import DictConfigMixin
 
 PARAMS = ("head", "lora", "last_k", "names")
 TARGETS = ("loss", "pseudo_label", "random_label", "output")
@@ -19,7 +20,7 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 @dataclass
-class GradientConfig:
+class GradientConfig(DictConfigMixin):
     """Which per-example gradients to extract (peft-style config; every field parses with HfArgumentParser).
 
     The per-example quantity is the gradient ``g_i = ∇_θ f_i`` of a scalar ``f_i`` (see ``target``) with
@@ -138,18 +139,3 @@ class GradientConfig:
             )
         if self.head_name is not None and not self.head_name:
             raise ValueError("GradientConfig.head_name: got ''; pass a module name or leave it None.")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of the fields (round-trips through :meth:`from_dict`)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> GradientConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them and the valid fields."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(
-                f"GradientConfig.from_dict: unknown key(s) {unknown}; valid keys are {sorted(known)}."
-            )
-        return cls(**config)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hf_skmm._config import DictConfigMixin
 from hf_skmm.sketch.base import Sketch, check_positive_int, list_sketches, make_sketch
 from hf_skmm.sketch.gaussian import DEFAULT_BLOCK_ROWS
 from hf_skmm.sketch.layerwise import LayerwiseSketch
@@ -18,7 +18,7 @@ USER_KINDS = ("gaussian", "sparse_sign", "kronecker")
 
 
 @dataclass
-class SketchConfig:
+class SketchConfig(DictConfigMixin):
     """How per-example gradients are sketched to m dimensions (SkMM Alg. 3.1 step 1).
 
     ``kind`` defaults to ``"gaussian"`` (the paper's N(0, 1/m) embedding and the best quality per
@@ -104,18 +104,3 @@ class SketchConfig:
             block_rows=self.block_rows,
             cache_max_bytes=self.cache_mb * 2**20,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able field dict; ``SketchConfig.from_dict(c.to_dict()) == c``."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SketchConfig:
-        """Build from a dict of fields; unknown keys are an error naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(
-                f"SketchConfig.from_dict: unknown key(s) {unknown}; valid keys are {sorted(names)}."
-            )
-        return cls(**dict(data))

@@ -12,12 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from hf_skmm._io import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -201,18 +200,5 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False, name: str = "ou
     (and an existing ``path`` untouched). With ``overwrite=True`` an existing directory is replaced.
     """
     out = check_output_dir(path, overwrite=overwrite, name=name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         yield tmp
-        if out.exists():
-            # os.replace cannot replace a non-empty directory: move the old one aside first
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

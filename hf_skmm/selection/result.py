@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hf_skmm._io import atomic_dir
 
 FORMAT_VERSION = 1
 _JSON_NAME = "selection.json"
@@ -83,9 +83,7 @@ class SelectionResult:
         a crash never leaves a half-written selection behind. An existing ``directory`` is replaced.
         """
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
+        with atomic_dir(target) as tmp:
             np.save(tmp / _INDICES_NAME, self.indices, allow_pickle=False)
             np.save(tmp / _WEIGHTS_NAME, self.weights, allow_pickle=False)
             meta = {
@@ -96,16 +94,6 @@ class SelectionResult:
                 "info": to_jsonable(self.info),
             }
             (tmp / _JSON_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-                os.replace(target, old / target.name)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod

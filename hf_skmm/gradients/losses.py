@@ -276,30 +276,20 @@ def per_example_objective(
         return F.cross_entropy(z, labels.reshape(-1).long(), reduction="none")
     # token-level tasks: z [b, T, C]
     # non-in-place construction throughout: this also runs inside torch.func.vmap
-    if task == "causal_lm":
-        shift_z = z[:, :-1]
-        if target in ("pseudo_label", "output"):
-            valid = label_free_valid(batch, task, z, labels)[:, 1:]
-            fill = (
-                shift_z.detach().argmax(-1)
-                if target == "pseudo_label"
-                else torch.zeros_like(valid, dtype=torch.long)
-            )
-            shift_labels = torch.where(valid, fill, IGNORE_INDEX)
-        else:
-            shift_labels = labels[:, 1:]
+    # causal LM: position t predicts token t+1, so logits drop the last step and labels the first
+    shift = slice(None, -1) if task == "causal_lm" else slice(None)
+    label_shift = slice(1, None) if task == "causal_lm" else slice(None)
+    shift_z = z[:, shift]
+    if target in ("pseudo_label", "output"):
+        valid = label_free_valid(batch, task, z, labels)[:, label_shift]
+        fill = (
+            shift_z.detach().argmax(-1)
+            if target == "pseudo_label"
+            else torch.zeros_like(valid, dtype=torch.long)
+        )
+        shift_labels = torch.where(valid, fill, IGNORE_INDEX)
     else:
-        shift_z = z
-        if target in ("pseudo_label", "output"):
-            valid = label_free_valid(batch, task, z, labels)
-            fill = (
-                z.detach().argmax(-1)
-                if target == "pseudo_label"
-                else torch.zeros_like(valid, dtype=torch.long)
-            )
-            shift_labels = torch.where(valid, fill, IGNORE_INDEX)
-        else:
-            shift_labels = labels
+        shift_labels = labels[:, label_shift]
     if target == "output":
         valid = shift_labels != IGNORE_INDEX
         proj = (shift_z @ projection) * valid

@@ -52,13 +52,8 @@ def _ids(sketches):
 SKETCHES = _all_kinds()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny matmuls: one intra-op thread avoids thread hand-off costs on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny ops on a shared 2-core machine: one intra-op thread (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------ seeding

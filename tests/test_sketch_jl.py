@@ -23,13 +23,8 @@ Z = 5.3  # two-sided normal tail 1.2e-7
 S = 300  # sketches per test
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny matmuls: one intra-op thread avoids thread hand-off costs on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny ops on a shared 2-core machine: one intra-op thread (fixture in conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _norms_sq(make, x: torch.Tensor) -> np.ndarray:

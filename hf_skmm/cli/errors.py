@@ -6,10 +6,18 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 # what a user can fix: bad values, missing paths, an output that exists already
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError)
 EXIT_USER_ERROR = 2
+
+
+def require_paths(args: Any, *names: str) -> None:
+    """Raise ``ValueError`` naming the first of ``names`` that ``args`` leaves empty (a required path option)."""
+    for name in names:
+        if not getattr(args, name):
+            raise ValueError(f"{name} is required; pass --{name} PATH (or set it in --config).")
 
 
 def handle_user_errors(

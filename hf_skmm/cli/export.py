@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hf_skmm.cli.errors import handle_user_errors
+from hf_skmm.cli.errors import handle_user_errors, require_paths
 
 PROG = "hf-skmm export"
 
@@ -62,9 +62,7 @@ class ExportArguments:
     )
 
     def __post_init__(self) -> None:
-        for name in ("dataset_path", "selection_dir", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"{name} is required; pass --{name} PATH (or set it in --config).")
+        require_paths(self, "dataset_path", "selection_dir", "output_dir")
         if self.push_to_hub is not None and self.push_to_hub.count("/") > 1:
             raise ValueError(f"push_to_hub must be a repo id USER/NAME, got {self.push_to_hub!r}.")
 

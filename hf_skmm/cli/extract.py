@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hf_skmm.cli.errors import handle_user_errors
+from hf_skmm.cli.errors import handle_user_errors, require_paths
 
 PROG = "hf-skmm extract"
 COMMAND_FILE = "command.txt"  # read by 'hf-skmm select' for the card's "how to reproduce"
@@ -49,9 +49,7 @@ class ExtractArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace output_dir if it exists."})
 
     def __post_init__(self) -> None:
-        for name in ("model_path", "dataset_path", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"{name} is required; pass --{name} PATH (or set it in --config).")
+        require_paths(self, "model_path", "dataset_path", "output_dir")
 
 
 def run_extract(args, gradient_config, sketch_config, extract_config, command: str | None = None):

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from hf_skmm.cli.errors import handle_user_errors
+from hf_skmm.cli.errors import handle_user_errors, require_paths
 
 PROG = "hf-skmm select"
 REPORT_FILE = "report.md"
@@ -60,9 +60,7 @@ class SelectArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace output_dir if it exists."})
 
     def __post_init__(self) -> None:
-        for name in ("sketch_dir", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"{name} is required; pass --{name} PATH (or set it in --config).")
+        require_paths(self, "sketch_dir", "output_dir")
         if (self.n is None) == (self.fraction is None):
             raise ValueError(
                 f"pass exactly one of --n or --fraction; got n={self.n!r}, fraction={self.fraction!r}."

@@ -109,7 +109,9 @@ def test_random_label_target_does_not_depend_on_batching(tokenizer, tmp_path):
     dataset = Dataset.from_dict({"text": tiny_texts(13, seed=6)["text"]})  # no labels needed
     gc, sc = GradientConfig(params="head", target="random_label"), SketchConfig(dim=8, seed=11)
     with torch.no_grad():  # the caller's no_grad does not stop the gradient layer
-        a = extract_sketches(model, dataset, gc, sc, tokenizer=tokenizer, batch_size=2, cache_dir=tmp_path / "a")
+        a = extract_sketches(
+            model, dataset, gc, sc, tokenizer=tokenizer, batch_size=2, cache_dir=tmp_path / "a"
+        )
     b = extract_sketches(model, dataset, gc, sc, tokenizer=tokenizer, batch_size=13, cache_dir=tmp_path / "b",
                          rows_per_chunk=13)  # fmt: skip
     np.testing.assert_allclose(_sketches(a)[1], _sketches(b)[1], rtol=1e-5, atol=1e-6)

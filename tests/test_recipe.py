@@ -23,12 +23,7 @@ from hf_skmm.testing import tiny_bert_classifier, tiny_texts, tiny_tokenizer
 FAST_TRAIN = TrainConfig(min_steps=15, num_epochs=1, learning_rate=0.05, batch_size=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(task: str, num: int = 96):

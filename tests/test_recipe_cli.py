@@ -6,18 +6,11 @@ import json
 
 import datasets
 import pytest
-import torch
 
 from hf_skmm.cli.main import main
 from hf_skmm.testing import tiny_bert_classifier, tiny_texts, tiny_tokenizer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ from hf_skmm.integrations.trainer import (
     weighted_mean_loss,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread avoids oversubscription on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _hand_losses(model: LinearProbe, x: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:

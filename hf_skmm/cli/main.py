@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("hf_skmm.cli.select", "select a coreset from a sketch dataset (+ report and spectrum plot)"),
     "export": ("hf_skmm.cli.export", "write the coreset dataset + card (optionally push it to the Hub)"),
     "methods": ("hf_skmm.cli.methods", "list the registered selection methods"),
-    "run": ("hf_skmm.cli.run", "the end-to-end recipe on real offline data: SkMM coreset vs uniform (README's main job)"),
+    "run": (
+        "hf_skmm.cli.run",
+        "the end-to-end recipe on real offline data: SkMM coreset vs uniform (README's main job)",
+    ),
     "train": ("hf_skmm.cli.train", "finetune on an exported coreset (optionally weighted) and evaluate"),
 }
 

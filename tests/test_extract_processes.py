@@ -86,6 +86,13 @@ def test_two_cpu_processes_give_the_single_process_result(tmp_path):
     for r in ranks:  # every process returns the same Dataset, equal to the single-process one
         np.testing.assert_array_equal(r["index"], index)
         np.testing.assert_allclose(r["sketch"], reference, rtol=1e-5, atol=1e-6)
+    # ... and therefore the same coreset for the same seed (the package's determinism promise)
+    from hf_skmm.selection import select
+
+    for method in ("skmm", "uniform", "kcenter"):
+        expected = select(reference, n=8, method=method, seed=3).indices
+        for r in ranks:
+            np.testing.assert_array_equal(select(r["sketch"], n=8, method=method, seed=3).indices, expected)
 
 
 def test_killed_run_resumes_from_finished_chunks(tmp_path):

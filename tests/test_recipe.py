@@ -109,7 +109,8 @@ def test_recipe_linear_probe_regression_end_to_end(tmp_path):
     coreset, result = load_coreset(tmp_path / "out" / "coresets" / "skmm-n10-seed0")
     assert len(coreset) == 10 and "skmm_weight" in coreset.column_names and "text" in coreset.column_names
     np.testing.assert_array_equal(np.sort(coreset["skmm_index"]), np.sort(result.indices))
-    assert (tmp_path / "out" / "coresets" / "skmm-n10-seed0" / "README.md").is_file()
+    card = (tmp_path / "out" / "coresets" / "skmm-n10-seed0" / "README.md").read_text()
+    assert "(frozen, mean pooling) + linear probe" in card  # the card names what the probe was trained on
 
 
 def test_same_seed_same_coreset(tmp_path):

@@ -406,7 +406,12 @@ def prepare_task(
             task=config.task,
             num_labels=num_labels,
             input_columns=["features"],
-            build_model=lambda seed: LinearProbe(in_dim, num_labels, seed=seed),
+            build_model=lambda seed: LinearProbe(
+                in_dim,
+                num_labels,
+                seed=seed,
+                name_or_path=f"{model_id} (frozen, {config.pooling} pooling) + linear probe",
+            ),
             base_collator=None,
             tokenizer=tokenizer,
             model_id=model_id,

@@ -57,10 +57,15 @@ class LinearProbe(nn.Module):
         seed: seed of the head's initialisation (``init="random"``).
         init: ``"zeros"`` (default: θ = 0, the paper's finetuning initialisation, so gradient extraction
             at initialisation sees ``f = 0``) or ``"random"`` (``nn.Linear``'s default uniform init).
+        name_or_path: what the features come from (e.g. ``"<encoder path> (frozen, mean pooling) + linear
+            probe"``); recorded like a transformers model's ``name_or_path`` in provenance and dataset cards.
     """
 
-    def __init__(self, in_dim: int, num_labels: int, seed: int = 0, init: str = "zeros"):
+    def __init__(
+        self, in_dim: int, num_labels: int, seed: int = 0, init: str = "zeros", name_or_path: str = ""
+    ):
         super().__init__()
+        self.name_or_path = name_or_path
         if in_dim < 1 or num_labels < 1:
             raise ValueError(f"LinearProbe: in_dim={in_dim} and num_labels={num_labels} must both be >= 1.")
         self.in_dim = int(in_dim)

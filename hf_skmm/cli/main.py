@@ -31,19 +31,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    width = max(map(len, COMMANDS), default=0)
+    listing = "\n".join(f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="hf-skmm",
-        description="Sketchy Moment Matching (SkMM): select a small, representative finetuning subset "
+        description="Sketchy Moment Matching (SkMM): select a small, representative finetuning subset\n"
         "of a Hugging Face dataset from sketched per-example gradients.",
-        epilog="Run 'hf-skmm COMMAND --help' for the options of a command.",
+        epilog=f"commands:\n{listing}\n\nRun 'hf-skmm COMMAND --help' for the options of a command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hf-skmm {__version__}")
     parser.add_argument(
-        "command",
-        nargs="?",
-        choices=list(COMMANDS),
-        metavar="COMMAND",
-        help="one of: " + "; ".join(f"{name}: {help_text}" for name, (_, help_text) in COMMANDS.items()),
+        "command", nargs="?", choices=list(COMMANDS), metavar="COMMAND", help="the command to run (below)"
     )
     return parser
 
